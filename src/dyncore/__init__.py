@@ -1,0 +1,51 @@
+"""dyncore: continuous-time models of neural-network training, in JAX.
+
+The library behind the dyncore book. Layers, each importing only from those above it:
+
+1. foundations: :mod:`dyncore.validation`, :mod:`dyncore.curvature`, :mod:`dyncore.checks`;
+2. building blocks: :mod:`dyncore.problems`, :mod:`dyncore.optimizers`, :mod:`dyncore.flows`,
+   :mod:`dyncore.figures`;
+3. this public API, used by the notebooks, the tests and the benchmarks.
+
+Everything runs on the CPU by default and unchanged on a GPU. Numerical checks need float64:
+call ``jax.config.update("jax_enable_x64", True)`` before creating arrays.
+"""
+
+from .checks import CheckResult, check, check_slope, fit_slope
+from .curvature import Eigenpairs, hessian, hessian_eigh, hvp, sharpness, top_eigenpairs
+from .figures import Slider, SliderFigure, mark_divergence, slider_figure, valid_prefix
+from .flows import (
+    FlowSolution,
+    counter_terms,
+    gradient_field,
+    integrate,
+    log_flow_quadratic,
+    modified_field,
+    modified_loss,
+)
+from .optimizers import DivergenceError, Trajectory, adam, gd, heavy_ball, rmsprop, run, run_chains
+from .problems import (
+    Problem,
+    angle_toy,
+    bilinear,
+    great_circle,
+    minibatch_grad,
+    mlp,
+    normalized_linear,
+    quadratic,
+)
+from .validation import check_hparams
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CheckResult", "check", "check_slope", "fit_slope",
+    "Eigenpairs", "hessian", "hessian_eigh", "hvp", "sharpness", "top_eigenpairs",
+    "Slider", "SliderFigure", "mark_divergence", "slider_figure", "valid_prefix",
+    "FlowSolution", "counter_terms", "gradient_field", "integrate", "log_flow_quadratic",
+    "modified_field", "modified_loss",
+    "DivergenceError", "Trajectory", "adam", "gd", "heavy_ball", "rmsprop", "run", "run_chains",
+    "Problem", "angle_toy", "bilinear", "great_circle", "minibatch_grad", "mlp",
+    "normalized_linear", "quadratic",
+    "check_hparams",
+]

@@ -1,0 +1,138 @@
+"""Measured-versus-predicted checks: how every claim of the book is executed.
+
+A chapter states a prediction (a convergence order, a closed form, a conserved quantity), measures
+the same number in a simulation, and calls :func:`check`. The call prints one line, for example::
+
+    ✓ GF error slope: measured 1.037, predicted 1 ± 0.1
+
+and raises ``AssertionError`` with the same line (marked ✗) when the tolerance is broken, so a
+wrong derivation fails both ``pytest`` (through nbval) and the book build.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple, Sequence
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+__all__ = ["CheckResult", "check", "fit_slope", "check_slope"]
+
+
+class CheckResult(NamedTuple):
+    """Outcome of :func:`check`.
+
+    Attributes:
+      name: what was checked.
+      measured: the measured value.
+      predicted: the predicted value.
+      error: ``|measured - predicted|`` (absolute) or that divided by ``|predicted|`` (relative).
+      tol: the tolerance the error was compared with.
+      passed: ``error <= tol``.
+      line: the printed line.
+    """
+
+    name: str
+    measured: float
+    predicted: float
+    error: float
+    tol: float
+    passed: bool
+    line: str
+
+
+def _fmt(x: float, digits: int) -> str:
+    if x == 0 or not math.isfinite(x):
+        return f"{x:g}"
+    if 1e-3 <= abs(x) < 1e5:
+        return f"{x:.{digits}g}"
+    return f"{x:.{max(digits - 1, 1)}e}"
+
+
+def check(
+    name: str,
+    measured: ArrayLike,
+    predicted: ArrayLike,
+    *,
+    atol: float | None = None,
+    rtol: float | None = None,
+    digits: int = 4,
+    quiet: bool = False,
+) -> CheckResult:
+    """Compare a measured scalar with its prediction, print the evidence, assert agreement.
+
+    Exactly one of ``atol`` and ``rtol`` is given:
+
+    .. math:: |m - p| \\le \\mathrm{atol} \\quad\\text{or}\\quad |m - p| \\le \\mathrm{rtol}\\,|p| .
+
+    Args:
+      name: a short description of the claim ("GF error slope").
+      measured: the measured value (a scalar; 0-d arrays and JAX scalars are accepted).
+      predicted: the prediction.
+      atol: absolute tolerance.
+      rtol: relative tolerance.
+      digits: significant digits printed for measured and predicted values.
+      quiet: do not print (the result is still returned, and a failure still raises).
+
+    Returns:
+      A :class:`CheckResult`.
+
+    Raises:
+      AssertionError: when the tolerance is broken, or the measured value is not finite.
+      ValueError: when not exactly one tolerance is given, or it is not positive, or a value is
+        not a scalar.
+    """
+    if (atol is None) == (rtol is None):
+        raise ValueError("give exactly one of atol and rtol")
+    tol = float(atol if atol is not None else rtol)
+    if not tol > 0:
+        raise ValueError(f"{'atol' if atol is not None else 'rtol'} must be > 0, got {tol:g}")
+    m_arr, p_arr = np.asarray(measured, dtype=float), np.asarray(predicted, dtype=float)
+    if m_arr.size != 1 or p_arr.size != 1:
+        raise ValueError(f"check compares scalars; got shapes {m_arr.shape} and {p_arr.shape}")
+    m, p = float(m_arr.reshape(())), float(p_arr.reshape(()))
+    diff = abs(m - p)
+    if rtol is not None:
+        error = diff / abs(p) if p != 0 else math.inf
+        tol_text = f"± {rtol * 100:.3g}%" if rtol >= 1e-3 else f"(rel. tol {rtol:.1g})"
+    else:
+        error = diff
+        tol_text = f"± {atol:.2g}"
+    passed = bool(math.isfinite(m) and error <= tol)
+    mark = "✓" if passed else "✗"
+    line = f"{mark} {name}: measured {_fmt(m, digits)}, predicted {_fmt(p, digits)} {tol_text}"
+    if not quiet:
+        print(line)
+    if not passed:
+        raise AssertionError(line)
+    return CheckResult(name, m, p, error, tol, passed, line)
+
+
+def fit_slope(x: ArrayLike, y: ArrayLike) -> float:
+    """Least-squares slope of ``log y`` against ``log x`` (the measured convergence order).
+
+    Args:
+      x: positive abscissae (step sizes :math:`\\eta`).
+      y: positive values (errors).
+
+    Returns:
+      The slope :math:`p` of the fit :math:`\\log y \\approx p \\log x + c`.
+
+    Raises:
+      ValueError: for fewer than two points, mismatched lengths, or non-positive values.
+    """
+    xa, ya = np.asarray(x, dtype=float).ravel(), np.asarray(y, dtype=float).ravel()
+    if xa.shape != ya.shape or xa.size < 2:
+        raise ValueError(f"fit_slope needs two equally long sequences of >= 2 points, got {xa.size} and {ya.size}")
+    if np.any(~(xa > 0)) or np.any(~(ya > 0)):
+        raise ValueError("fit_slope needs positive, finite x and y (a log-log fit)")
+    slope, _ = np.polyfit(np.log(xa), np.log(ya), 1)
+    return float(slope)
+
+
+def check_slope(
+    name: str, x: Sequence[float] | ArrayLike, y: Sequence[float] | ArrayLike, predicted: float, *, atol: float
+) -> CheckResult:
+    """Fit a log-log slope with :func:`fit_slope` and :func:`check` it against ``predicted``."""
+    return check(name, fit_slope(x, y), predicted, atol=atol, digits=4)

@@ -1,0 +1,300 @@
+"""Figures with sliders that work in a live kernel *and* on the static web page.
+
+:func:`slider_figure` turns two functions into an interactive figure:
+
+* ``compute(**hparams)`` does the numerics (it is ``jax.jit``-compiled once; the hyper-parameters
+  are traced, so moving a slider never recompiles);
+* ``draw(fig, result, **hparams)`` draws ``result`` on a fresh matplotlib figure.
+
+The returned :class:`SliderFigure` displays as
+
+* **live sliders** (ipywidgets) in Jupyter, Colab or VS Code, where each move recomputes and
+  redraws (a PNG into an ``Image`` widget, so no interactive matplotlib backend is needed); and
+* **static sliders** on the HTML page, where no kernel runs: the figure is pre-rendered at build
+  time for every combination of the sliders' grid values (one or two sliders) and switched by
+  ``<input type="range">`` controls in self-contained HTML and JavaScript (no CDN, no kernel).
+
+Both representations go in one MIME bundle: notebook front ends that know widgets show the live
+one, the book (configured to prefer ``text/html``) and any front end without widgets show the
+static one. Set the environment variable ``DYNCORE_FIGURES`` to ``static`` or ``live`` to emit
+only one of them.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import itertools
+import json
+import os
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from matplotlib.figure import Figure
+
+from .validation import RANGES, check_hparams
+
+__all__ = ["Slider", "SliderFigure", "slider_figure", "valid_prefix", "mark_divergence"]
+
+
+@dataclass(frozen=True)
+class Slider:
+    """One slider of a :func:`slider_figure`.
+
+    Attributes:
+      name: the keyword passed to ``compute`` and ``draw`` (``"eta"``, ``"lam"``, ...).
+      values: the grid of values pre-rendered for the static page (3 to 15 values is typical);
+        the live slider spans ``[min(values), max(values)]`` continuously.
+      label: text shown next to the slider (default: the Greek symbol for the book's names).
+      default: the initial value (default: the middle grid value).
+      log: a logarithmic live slider (for learning rates spanning decades).
+    """
+
+    name: str
+    values: Sequence[float]
+    label: str | None = None
+    default: float | None = None
+    log: bool = False
+
+    def __post_init__(self):
+        vals = np.asarray(self.values, dtype=float)
+        if vals.ndim != 1 or vals.size < 2:
+            raise ValueError(f"slider {self.name!r} needs at least two grid values, got {self.values!r}")
+        if not np.all(np.diff(vals) > 0):
+            raise ValueError(f"slider {self.name!r}: values must be strictly increasing")
+        if self.log and not np.all(vals > 0):
+            raise ValueError(f"slider {self.name!r}: a log slider needs positive values")
+        if self.name in RANGES:
+            check_hparams(**{self.name: vals})
+        if self.default is not None and not (vals[0] <= self.default <= vals[-1]):
+            raise ValueError(
+                f"slider {self.name!r}: default must be in [{vals[0]:g}, {vals[-1]:g}], got {self.default:g}"
+            )
+
+    @property
+    def grid(self) -> np.ndarray:
+        return np.asarray(self.values, dtype=float)
+
+    @property
+    def start(self) -> float:
+        return float(self.default) if self.default is not None else float(self.grid[len(self.grid) // 2])
+
+    @property
+    def text(self) -> str:
+        symbols = {"eta": "η", "lam": "λ", "beta": "β", "rho": "ρ", "eps": "ε", "h": "h"}
+        return self.label or symbols.get(self.name, self.name)
+
+
+def _fmt(v: float) -> str:
+    return f"{v:.4g}"
+
+
+class SliderFigure:
+    """An interactive figure; see :func:`slider_figure`. Display it as the last line of a cell."""
+
+    def __init__(self, compute, draw, sliders, *, figsize, dpi, caption):
+        self.sliders: tuple[Slider, ...] = tuple(sliders)
+        self._compute = jax.jit(compute)
+        self._draw = draw
+        self.figsize = figsize
+        self.dpi = dpi
+        self.caption = caption
+        self._fig = Figure(figsize=figsize, dpi=dpi)
+        self._frames: list[str] | None = None
+
+    # -- rendering -------------------------------------------------------------------------
+    def render(self, **hparams: float) -> bytes:
+        """Compute and draw at the given hyper-parameters; return the PNG bytes.
+
+        Missing hyper-parameters take their slider's start value. Raises ``ValueError`` for a
+        value outside the book's valid range (e.g. ``eta <= 0``).
+        """
+        values = {s.name: s.start for s in self.sliders}
+        unknown = set(hparams) - set(values)
+        if unknown:
+            raise ValueError(f"unknown slider name(s) {sorted(unknown)}; sliders are {sorted(values)}")
+        values.update({k: float(v) for k, v in hparams.items()})
+        check_hparams(**{k: v for k, v in values.items() if k in RANGES})
+        result = self._compute(**{k: jnp.asarray(v) for k, v in values.items()})
+        result = jax.device_get(result)
+        self._fig.clear()
+        self._draw(self._fig, result, **values)
+        buf = io.BytesIO()
+        self._fig.savefig(buf, format="png", dpi=self.dpi)
+        return buf.getvalue()
+
+    def time_update(self, repeats: int = 5) -> float:
+        """Median wall time in milliseconds of one slider move (recompute + redraw), after compilation."""
+        self.render()
+        times = []
+        for i in range(repeats):
+            s = self.sliders[i % len(self.sliders)]
+            t0 = time.perf_counter()
+            self.render(**{s.name: float(s.grid[i % len(s.grid)])})
+            times.append(time.perf_counter() - t0)
+        return 1e3 * float(np.median(times))
+
+    @property
+    def grid_points(self) -> list[dict[str, float]]:
+        """Every combination of grid values, in the order of the static frames."""
+        names = [s.name for s in self.sliders]
+        return [dict(zip(names, map(float, combo))) for combo in itertools.product(*(s.grid for s in self.sliders))]
+
+    @property
+    def frames(self) -> list[str]:
+        """Base64 PNG of every grid point (rendered once, then cached)."""
+        if self._frames is None:
+            self._frames = [base64.b64encode(self.render(**p)).decode("ascii") for p in self.grid_points]
+        return self._frames
+
+    # -- static HTML -----------------------------------------------------------------------
+    def html(self) -> str:
+        """Self-contained HTML/JS with range inputs over the pre-rendered frames (no kernel, no CDN)."""
+        uid = "dcfig-" + uuid.uuid4().hex[:12]
+        shape = [len(s.grid) for s in self.sliders]
+        starts = [int(np.argmin(np.abs(s.grid - s.start))) for s in self.sliders]
+        flat0 = int(np.ravel_multi_index(starts, shape))
+        controls = []
+        for i, s in enumerate(self.sliders):
+            labels = json.dumps([_fmt(v) for v in s.grid])
+            controls.append(
+                f'<label style="display:flex;align-items:center;gap:0.5em;margin:0.2em 0;font-family:sans-serif">'
+                f'<span style="min-width:2.5em">{html.escape(s.text)}</span>'
+                f'<input type="range" min="0" max="{len(s.grid) - 1}" step="1" value="{starts[i]}" '
+                f'data-labels=\'{labels}\' style="flex:0 1 16em" aria-label="{html.escape(s.text)}">'
+                f'<output style="min-width:4em;font-family:monospace">{_fmt(s.grid[starts[i]])}</output></label>'
+            )
+        frames = json.dumps(["data:image/png;base64," + f for f in self.frames])
+        caption = (
+            f'<div style="font-size:0.85em;color:#555;font-family:sans-serif">{html.escape(self.caption)} '
+            f"(pre-computed at {len(self.frames)} parameter values; run the notebook for continuous sliders)</div>"
+        )
+        script = (
+            "(function(){"
+            f'var root=document.getElementById("{uid}");var frames={frames};var shape={json.dumps(shape)};'
+            'var inputs=root.querySelectorAll("input[type=range]");var img=root.querySelector("img");'
+            "function update(){var idx=0;for(var i=0;i<inputs.length;i++){"
+            "idx=idx*shape[i]+parseInt(inputs[i].value);"
+            "var labels=JSON.parse(inputs[i].getAttribute('data-labels'));"
+            "inputs[i].nextElementSibling.textContent=labels[parseInt(inputs[i].value)];}"
+            "img.src=frames[idx];}"
+            'for(var i=0;i<inputs.length;i++){inputs[i].addEventListener("input",update);}'
+            "})();"
+        )
+        return (
+            f'<div id="{uid}" class="dyncore-slider-figure">'
+            + "".join(controls)
+            + f'<img src="data:image/png;base64,{self.frames[flat0]}" alt="{html.escape(self.caption)}" '
+            f'style="max-width:100%;height:auto">'
+            + caption
+            + f"<script>{script}</script></div>"
+        )
+
+    # -- live widget -----------------------------------------------------------------------
+    def widget(self):
+        """The live ipywidgets version: sliders and an ``Image`` redrawn on every move."""
+        import ipywidgets as widgets
+
+        controls = []
+        for s in self.sliders:
+            lo, hi = float(s.grid[0]), float(s.grid[-1])
+            common = dict(description=s.text, value=s.start, continuous_update=True, readout_format=".4g")
+            if s.log:
+                controls.append(
+                    widgets.FloatLogSlider(min=np.log10(lo), max=np.log10(hi), step=(np.log10(hi) - np.log10(lo)) / 200, base=10, **common)
+                )
+            else:
+                controls.append(widgets.FloatSlider(min=lo, max=hi, step=(hi - lo) / 200, **common))
+        image = widgets.Image(format="png", value=self.render())
+        status = widgets.HTML(value=f"<small>{html.escape(self.caption)}</small>")
+
+        def on_change(_change):
+            values = {s.name: c.value for s, c in zip(self.sliders, controls)}
+            t0 = time.perf_counter()
+            image.value = self.render(**values)
+            status.value = f"<small>{html.escape(self.caption)} · redrawn in {1e3 * (time.perf_counter() - t0):.0f} ms</small>"
+
+        for c in controls:
+            c.observe(on_change, names="value")
+        return widgets.VBox([*controls, image, status])
+
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        mode = os.environ.get("DYNCORE_FIGURES", "auto").lower()
+        bundle: dict[str, Any] = {"text/plain": f"<SliderFigure: {', '.join(s.name for s in self.sliders)}>"}
+        if mode in ("auto", "static"):
+            bundle["text/html"] = self.html()
+        if mode in ("auto", "live"):
+            try:
+                w = self.widget()
+                bundle.update(w._repr_mimebundle_() or {})
+            except ImportError:  # no ipywidgets: the static version still works
+                pass
+            bundle["text/plain"] = f"<SliderFigure: {', '.join(s.name for s in self.sliders)}>"
+        return bundle
+
+
+def slider_figure(
+    compute: Callable[..., Any],
+    draw: Callable[..., None],
+    sliders: Sequence[Slider],
+    *,
+    caption: str = "",
+    figsize: tuple[float, float] = (6.4, 3.4),
+    dpi: int = 72,
+) -> SliderFigure:
+    """Make a figure with one or two sliders that works live and on the static page.
+
+    Args:
+      compute: ``compute(**hparams) -> pytree of arrays``; jitted once by this function, with every
+        hyper-parameter traced (so it must not branch in Python on their values).
+      draw: ``draw(fig, result, **hparams)`` draws on an empty ``matplotlib.figure.Figure``;
+        ``result`` holds NumPy arrays. Show divergence with :func:`mark_divergence`.
+      sliders: one or two :class:`Slider` (the static page pre-renders the product of their grids).
+      caption: one sentence shown under the figure (say what to try).
+      figsize, dpi: size of the rendered figure.
+
+    Returns:
+      A :class:`SliderFigure`; make it the last expression of a cell to display it.
+
+    Raises:
+      ValueError: for zero or more than two sliders, duplicate names, or grid values outside the
+        valid range of a book hyper-parameter.
+    """
+    sliders = tuple(sliders)
+    if not 1 <= len(sliders) <= 2:
+        raise ValueError(f"slider_figure takes one or two sliders, got {len(sliders)}")
+    names = [s.name for s in sliders]
+    if len(set(names)) != len(names):
+        raise ValueError(f"slider names must be distinct, got {names}")
+    return SliderFigure(compute, draw, sliders, figsize=figsize, dpi=dpi, caption=caption)
+
+
+def valid_prefix(x: Any, diverged_at: Any) -> Any:
+    """The part of a saved path before divergence: ``x[:diverged_at]`` (all of it if ``-1``)."""
+    k = int(np.asarray(diverged_at))
+    return x if k < 0 else x[:k]
+
+
+def mark_divergence(ax, diverged_at: Any, what: str = "GD", *, y: float = 0.92) -> bool:
+    """Write "<what> diverged at step k" on ``ax`` when ``diverged_at >= 0``; return whether it did."""
+    k = int(np.asarray(diverged_at))
+    if k < 0:
+        return False
+    ax.text(
+        0.5,
+        y,
+        f"{what} diverged at step {k}",
+        transform=ax.transAxes,
+        ha="center",
+        va="top",
+        color="crimson",
+        fontsize=11,
+        bbox=dict(facecolor="white", edgecolor="crimson", alpha=0.9),
+    )
+    return True
