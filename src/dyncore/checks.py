@@ -41,6 +41,9 @@ class CheckResult(NamedTuple):
     passed: bool
     line: str
 
+    def _ipython_display_(self) -> None:
+        """Display nothing when a check is a cell's last expression: its line is already printed."""
+
 
 def _fmt(x: float, digits: int) -> str:
     if x == 0 or not math.isfinite(x):
