@@ -1,17 +1,17 @@
-"""Validation of hyper-parameters, shared by every public function of dyncore.
+r"""Validation of hyper-parameters, shared by every public function of dyncore.
 
 Each hyper-parameter of the book has one name and one valid range:
 
-========  ==============================  =====================
-name      meaning                         valid range
-========  ==============================  =====================
-``eta``   learning rate :math:`\\eta`      :math:`\\eta > 0`
-``h``     step size of a flow              :math:`h > 0`
-``lam``   weight decay :math:`\\lambda`    :math:`\\lambda \\ge 0`
-``beta``  momentum :math:`\\beta`          :math:`0 \\le \\beta < 1`
-``rho``   second-moment decay :math:`\\rho` :math:`0 \\le \\rho < 1`
-``eps``   :math:`\\varepsilon`             :math:`\\varepsilon > 0`
-========  ==============================  =====================
+==========  ==================================  =========================
+name        meaning                             valid range
+==========  ==================================  =========================
+``eta``     learning rate :math:`\eta`          :math:`\eta > 0`
+``h``       step size of a flow                 :math:`h > 0`
+``lam``     weight decay :math:`\lambda`        :math:`\lambda \ge 0`
+``beta``    momentum :math:`\beta`              :math:`0 \le \beta < 1`
+``rho``     second-moment decay :math:`\rho`    :math:`0 \le \rho < 1`
+``eps``     :math:`\varepsilon`                 :math:`\varepsilon > 0`
+==========  ==================================  =========================
 
 Values that are traced by JAX (inside ``jit``/``vmap``/``grad``) cannot be inspected, so they are
 passed through unchecked: validate at the boundary where a user hands in concrete numbers (the
