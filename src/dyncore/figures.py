@@ -127,6 +127,7 @@ class SliderFigure:
             if ax.get_legend() is not None:
                 ax.get_legend().remove()
             ax.set_title("")
+            ax.set_prop_cycle(None)  # every frame starts the colour cycle afresh
             ax.relim()
             ax.set_autoscale_on(True)
 
