@@ -128,7 +128,7 @@ def fit_slope(x: ArrayLike, y: ArrayLike) -> float:
     xa, ya = np.asarray(x, dtype=float).ravel(), np.asarray(y, dtype=float).ravel()
     if xa.shape != ya.shape or xa.size < 2:
         raise ValueError(f"fit_slope needs two equally long sequences of >= 2 points, got {xa.size} and {ya.size}")
-    if np.any(~(xa > 0)) or np.any(~(ya > 0)):
+    if not (np.all(np.isfinite(xa)) and np.all(np.isfinite(ya)) and np.all(xa > 0) and np.all(ya > 0)):
         raise ValueError("fit_slope needs positive, finite x and y (a log-log fit)")
     slope, _ = np.polyfit(np.log(xa), np.log(ya), 1)
     return float(slope)

@@ -114,8 +114,8 @@ def top_eigenpairs(
     def matvec(v: jax.Array) -> jax.Array:
         return ravel_pytree(hvp(loss, params, unravel(v)))[0]
 
+    key = jax.random.PRNGKey(0) if key is None else key
     if v0 is None:
-        key = jax.random.PRNGKey(0) if key is None else key
         v0 = jax.random.normal(key, (d,), dtype=flat.dtype)
     v0 = v0 / jnp.linalg.norm(v0)
 
@@ -123,17 +123,26 @@ def top_eigenpairs(
     alphas = jnp.zeros((m,), flat.dtype)
     betas = jnp.zeros((m,), flat.dtype)
 
+    def orthogonalise(w, basis, i):
+        # full re-orthogonalisation against the basis vectors 0..i (twice is enough)
+        mask = (jnp.arange(m) <= i)[:, None]
+        for _ in range(2):
+            w = w - (mask * basis).T @ ((mask * basis) @ w)
+        return w
+
     def body(i, carry):
         basis, alphas, betas = carry
         v = basis[i]
         w = matvec(v)
         alpha = jnp.vdot(w, v)
-        # full re-orthogonalisation against every basis vector built so far (twice is enough)
-        mask = (jnp.arange(m) <= i)[:, None]
-        for _ in range(2):
-            w = w - (mask * basis).T @ ((mask * basis) @ w)
+        w = orthogonalise(w, basis, i)
         beta = jnp.linalg.norm(w)
-        nxt = jnp.where(beta > 1e-12 * (1 + jnp.abs(alpha)), w / jnp.where(beta > 0, beta, 1.0), 0.0)
+        # Breakdown (an invariant subspace was found): continue from a random vector orthogonal to
+        # the basis, with a zero coupling, so that no spurious eigenvalue enters the tridiagonal matrix.
+        broke = beta <= 1e-10 * (1.0 + jnp.abs(alpha))
+        fresh = orthogonalise(jax.random.normal(jax.random.fold_in(key, i), (d,), flat.dtype), basis, i)
+        nxt = jnp.where(broke, fresh / jnp.linalg.norm(fresh), w / jnp.where(broke, 1.0, beta))
+        beta = jnp.where(broke, 0.0, beta)
         basis = jnp.where(i + 1 < m, basis.at[jnp.minimum(i + 1, m - 1)].set(nxt), basis)
         return basis, alphas.at[i].set(alpha), betas.at[i].set(beta)
 

@@ -20,6 +20,7 @@ from typing import Any, Callable, NamedTuple, Sequence
 import diffrax
 import jax
 import jax.numpy as jnp
+import numpy as np
 from numpy.typing import ArrayLike
 
 from .validation import check_hparams, check_positive_int, is_concrete
@@ -144,9 +145,10 @@ def modified_field(loss: Loss, eta, order: int, lam=0.0) -> Field:
       lam: weight decay.
     """
     check_hparams(eta=eta, lam=lam)
-    if not isinstance(order, int) or order < 0:
+    if isinstance(order, (bool, np.bool_)) or not isinstance(order, (int, np.integer)) or order < 0:
         raise ValueError(f"order must be a non-negative integer, got {order!r}")
     g = _grad_with_decay(loss, lam)
+    order = int(order)
     xis = counter_terms(loss, order, lam) if order else []
 
     def field(theta):
@@ -211,7 +213,9 @@ def integrate(
       order checks; enable ``jax_enable_x64`` first).
 
     Stiff fields (large curvature) need ``dt`` well below ``2/lambda_max``; a state that becomes
-    non-finite or larger than ``max_norm`` is reported in ``diverged_at``.
+    non-finite or larger than ``max_norm`` is reported in ``diverged_at``. Running out of
+    ``max_steps`` before ``ts[-1]`` raises ``RuntimeError`` when called eagerly; under ``jit`` the
+    unreached times count as diverged.
 
     Args:
       field: autonomous vector field ``y -> dy/dt`` (a pytree function).
@@ -228,11 +232,11 @@ def integrate(
     Raises:
       ValueError: for non-increasing ``ts`` or a non-positive ``dt`` (when concrete).
     """
+    if is_concrete(ts) and not np.all(np.diff(np.asarray(ts, dtype=float)) > 0):
+        raise ValueError("ts must be strictly increasing")
     ts = jnp.asarray(ts, dtype=jnp.result_type(float))
     if ts.ndim != 1 or ts.shape[0] < 2:
         raise ValueError(f"ts must be a 1-D array of at least two times, got shape {ts.shape}")
-    if is_concrete(ts) and not bool(jnp.all(jnp.diff(ts) > 0)):
-        raise ValueError("ts must be strictly increasing")
     if dt is not None:
         check_hparams(h=dt)
     term = diffrax.ODETerm(lambda t, y, args: field(y))
@@ -256,6 +260,11 @@ def integrate(
         throw=False,
     )
     ys = sol.ys
+    if is_concrete(sol.result) and sol.result == diffrax.RESULTS.max_steps_reached:
+        raise RuntimeError(
+            f"integrate: the solver used all max_steps={max_steps} steps before ts[-1]; "
+            "raise max_steps or dt (or relax rtol/atol)"
+        )
     leaves = jax.tree_util.tree_leaves(ys)
     sq = sum(jnp.sum(jnp.abs(leaf.reshape(leaf.shape[0], -1)) ** 2, axis=1) for leaf in leaves)
     good = jnp.isfinite(sq) & (sq <= max_norm**2)
@@ -290,8 +299,8 @@ def log_flow_quadratic(A: ArrayLike, theta0: ArrayLike, ts: ArrayLike, *, eta, l
       ``(len(ts), d)`` array.
 
     Raises:
-      ValueError: if the real logarithm does not exist (``eta * mu_max >= 1`` or ``mu_min <= 0``
-        makes :math:`1-\\eta\\mu \\le 0` for some eigenvalue).
+      ValueError: if the real logarithm does not exist, i.e. :math:`1-\\eta\\mu \\le 0` for some
+        eigenvalue (``eta * mu_max >= 1``).
     """
     check_hparams(eta=eta, lam=lam)
     A = jnp.asarray(A)

@@ -112,8 +112,9 @@ class Trajectory(NamedTuple):
       params: the iterates :math:`\\theta_0, \\ldots, \\theta_n`, stacked on a leading axis of length
         ``n_steps + 1``. After a divergence the last finite iterate is repeated (never NaN).
       loss: ``(n_steps + 1,)`` full-batch loss at each iterate (NaN-free for the same reason).
-      diverged_at: the first step ``k`` whose iterate was non-finite or beyond ``max_norm``
-        (an int array), or ``-1`` when the run stayed bounded.
+      diverged_at: the first step ``k`` whose iterate was non-finite, beyond ``max_norm``, or had a
+        non-finite loss (an int array; ``0`` if the start itself is bad), or ``-1`` when the run
+        stayed bounded.
     """
 
     params: Params
@@ -194,29 +195,34 @@ def run(
         raise ValueError(f"max_norm must be > 0, got {max_norm}")
     if grad_fn is not None and key is None:
         raise ValueError("key is required when grad_fn is given (a stochastic run)")
-    value_and_grad = jax.value_and_grad(loss)
+    grad = jax.grad(loss)
     keys = jax.random.split(key, n_steps) if key is not None else jnp.zeros((n_steps,))
 
     def step(carry, inp):
         k, step_key = inp
-        params, opt_state, div = carry
-        if grad_fn is None:
-            value, g = value_and_grad(params)
-        else:
-            value, g = loss(params), grad_fn(params, step_key)
+        params, opt_state, value, div = carry
+        g = grad(params) if grad_fn is None else grad_fn(params, step_key)
         updates, new_state = optimizer.update(g, opt_state, params)
         new_params = optax.apply_updates(params, updates)
-        bad = ~_tree_ok(new_params, max_norm) | ~jnp.isfinite(value)
+        new_value = loss(new_params)
+        bad = ~_tree_ok(new_params, max_norm) | ~jnp.isfinite(new_value)
         div = jnp.where((div < 0) & bad, k + 1, div)
-        keep = div >= 0
-        params = jax.tree_util.tree_map(lambda new, old: jnp.where(keep, old, new), new_params, params)
-        opt_state = jax.tree_util.tree_map(lambda new, old: jnp.where(keep, old, new), new_state, opt_state)
-        return (params, opt_state, div), (params, value)
+        keep = div >= 0  # once diverged, stay frozen at the last good iterate
 
-    init = (params0, optimizer.init(params0), jnp.asarray(-1))
-    (last, _, div), (path, values) = jax.lax.scan(step, init, (jnp.arange(n_steps), keys))
+        def pick(new, old):
+            return jnp.where(keep, old, new)
+
+        params = jax.tree_util.tree_map(pick, new_params, params)
+        opt_state = jax.tree_util.tree_map(pick, new_state, opt_state)
+        value = pick(new_value, value)
+        return (params, opt_state, value, div), (params, value)
+
+    value0 = loss(params0)
+    div0 = jnp.where(_tree_ok(params0, max_norm) & jnp.isfinite(value0), -1, 0)
+    init = (params0, optimizer.init(params0), value0, div0)
+    (_, _, _, div), (path, values) = jax.lax.scan(step, init, (jnp.arange(n_steps), keys))
     params = jax.tree_util.tree_map(lambda p0, p: jnp.concatenate([p0[None], p]), params0, path)
-    losses = jnp.concatenate([values, loss(last)[None]])
+    losses = jnp.concatenate([value0[None], values])
     return Trajectory(params, losses, div)
 
 

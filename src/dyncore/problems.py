@@ -186,7 +186,8 @@ def mlp(
 
     so the loss is exactly invariant under rescaling each column of :math:`W_1`: a scale-invariant
     layer as in Miyagawa (2022) and Li, Wang & Yu (2022). The statistics are those of the batch the
-    loss is evaluated on, so minibatch losses stay scale-invariant too.
+    loss is evaluated on, so minibatch losses stay scale-invariant too; batches need at least two
+    examples (one example has zero standard deviation).
 
     Args:
       key: PRNG key for the data and the initial parameters.

@@ -1,0 +1,64 @@
+"""Shared set-up for the dyncore tests.
+
+float64 must be enabled before any JAX array exists, so it is the very first thing done here.
+"""
+
+import jax
+
+jax.config.update("jax_enable_x64", True)
+
+import matplotlib  # noqa: E402
+
+matplotlib.use("Agg")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+
+def random_orthogonal(rng: np.random.Generator, d: int) -> np.ndarray:
+    """A random orthogonal matrix (QR of a Gaussian matrix, signs fixed)."""
+    q, r = np.linalg.qr(rng.standard_normal((d, d)))
+    return q * np.sign(np.diag(r))[None, :]
+
+
+def spd_with_spectrum(rng: np.random.Generator, eigenvalues) -> np.ndarray:
+    """A symmetric matrix ``Q diag(eigenvalues) Q^T`` with a random orthogonal ``Q``."""
+    eigenvalues = np.asarray(eigenvalues, dtype=float)
+    q = random_orthogonal(rng, eigenvalues.size)
+    a = (q * eigenvalues[None, :]) @ q.T
+    return 0.5 * (a + a.T)
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    """A NumPy generator with a fixed seed (a fresh one for every test)."""
+    return np.random.default_rng(20240611)
+
+
+@pytest.fixture
+def make_spd():
+    """``make_spd(rng, eigenvalues)`` -> symmetric matrix with exactly that spectrum."""
+    return spd_with_spectrum
+
+
+# Problems built once per session: their constructors run eager JAX ops (random draws), whose
+# first call per shape compiles, so sharing instances (and shapes) keeps the suite fast.
+@pytest.fixture(scope="session")
+def nl_problem():
+    import dyncore as dc
+
+    return dc.normalized_linear(jax.random.PRNGKey(3), n=24, d=3)
+
+
+@pytest.fixture(scope="session")
+def mlp_plain():
+    import dyncore as dc
+
+    return dc.mlp(jax.random.PRNGKey(2), sizes=(3, 4, 2), n=16, normalize=False)
+
+
+@pytest.fixture(scope="session")
+def mlp_norm():
+    import dyncore as dc
+
+    return dc.mlp(jax.random.PRNGKey(2), sizes=(3, 4, 2), n=16, normalize=True)

@@ -1,0 +1,234 @@
+"""Slider figures: validation, static frames and HTML, the live widget, divergence marks."""
+
+import base64
+import io
+import re
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from PIL import Image
+
+import dyncore as dc
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+WIDGET_KEY = "application/vnd.jupyter.widget-view+json"
+
+A2 = jnp.diag(jnp.array([1.0, 3.0]))
+THETA0 = jnp.array([1.0, -1.0])
+
+
+def _loss(theta):
+    return 0.5 * theta @ A2 @ theta
+
+
+def _pixels(png: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+
+
+def _draw(ax, result, **hparams):
+    ax.semilogy(np.maximum(result.loss, 1e-300))
+    ax.set_title(", ".join(f"{k}={v:.3g}" for k, v in sorted(hparams.items())))
+    dc.mark_divergence(ax, result.diverged_at)
+
+
+def _make_figure(two_sliders: bool):
+    """A figure of GD on a 2-d quadratic for 20 steps, with a trace counter on compute."""
+    counter = {"traces": 0}
+
+    def compute(eta, lam=0.0):
+        counter["traces"] += 1  # Python side effect: runs only while jax traces compute
+        return dc.run(dc.gd(eta, lam), _loss, THETA0, 20, max_norm=1e3)
+
+    # with lam = 0.5 and eta = 0.7, |1 - 0.7 * 3.5| = 1.45 > 1: that frame shows a divergence
+    sliders = [dc.Slider("eta", [0.1, 0.4, 0.7], log=True)]
+    if two_sliders:
+        sliders.append(dc.Slider("lam", [0.0, 0.5]))
+    fig = dc.slider_figure(compute, _draw, sliders, caption="GD on a quadratic", figsize=(3, 2), dpi=40)
+    return fig, counter
+
+
+@pytest.fixture(scope="module")
+def one_slider():
+    fig, counter = _make_figure(False)
+    fig.frames  # render every grid point once
+    return fig, counter
+
+
+@pytest.fixture(scope="module")
+def two_sliders():
+    fig, counter = _make_figure(True)
+    fig.frames
+    return fig, counter
+
+
+# ----------------------------------------------------------------------------- Slider
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(name="x", values=[0.5]), "at least two grid values"),
+        (dict(name="x", values=[]), "at least two grid values"),
+        (dict(name="x", values=[0.1, 0.3, 0.2]), "strictly increasing"),
+        (dict(name="x", values=[0.1, 0.1]), "strictly increasing"),
+        (dict(name="x", values=[0.0, 1.0], log=True), "log slider needs positive"),
+        (dict(name="x", values=[-1.0, 1.0], log=True), "log slider needs positive"),
+        (dict(name="eta", values=[0.0, 0.1, 0.2]), "eta must be > 0, got 0"),
+        (dict(name="eta", values=[-0.5, 0.1]), "eta must be > 0"),
+        (dict(name="beta", values=[0.5, 1.0]), "beta must be in [0, 1)"),
+        (dict(name="lam", values=[-0.1, 0.1]), "lam must be >= 0"),
+        (dict(name="eta", values=[0.1, 0.2], default=0.3), "default must be in [0.1, 0.2]"),
+        (dict(name="x", values=[0.0, 1.0], default=-0.01), "default must be in"),
+    ],
+)
+def test_slider_validation(kwargs, match):
+    with pytest.raises(ValueError, match=re.escape(match)):
+        dc.Slider(**kwargs)
+
+
+def test_slider_defaults_and_labels():
+    s = dc.Slider("eta", [0.1, 0.2, 0.3, 0.4])
+    assert s.start == 0.3  # the middle grid value (index len // 2)
+    assert dc.Slider("eta", [0.1, 0.2, 0.3], default=0.25).start == 0.25
+    assert s.text == "η" and dc.Slider("lam", [0, 1]).text == "λ"
+    assert dc.Slider("eta", [0.1, 0.2], label="step").text == "step"
+    np.testing.assert_array_equal(s.grid, [0.1, 0.2, 0.3, 0.4])
+    dc.Slider("lam", [0.0, 0.1])  # lam = 0 is valid
+    dc.Slider("beta", [0.0, 0.9])  # beta = 0 is valid
+
+
+# ----------------------------------------------------------------------------- frames
+@pytest.mark.parametrize("which,n_frames", [("one", 3), ("two", 6)])
+def test_frames_are_pngs_one_per_grid_point(which, n_frames, one_slider, two_sliders):
+    fig, counter = one_slider if which == "one" else two_sliders
+    frames = fig.frames
+    assert len(frames) == n_frames == int(np.prod([len(s.grid) for s in fig.sliders]))
+    assert len(fig.grid_points) == n_frames
+    for f in frames:
+        assert base64.b64decode(f).startswith(PNG_MAGIC)
+    # different hyper-parameters give different pictures
+    assert len(set(frames)) == n_frames
+    # compute was traced once for all the frames (the hyper-parameters are traced)
+    assert counter["traces"] == 1
+
+
+def test_frame_order_matches_row_major_index_of_the_html(two_sliders):
+    fig, counter = two_sliders
+    # the page picks frame idx = i_eta * len(lam grid) + i_lam
+    assert fig.grid_points[1 * 2 + 1] == {"eta": 0.4, "lam": 0.5}
+    png = fig.render(eta=0.4, lam=0.5)
+    assert png.startswith(PNG_MAGIC)
+    # same picture (the static frames are only compressed harder)
+    np.testing.assert_array_equal(_pixels(base64.b64decode(fig.frames[1 * 2 + 1])), _pixels(png))
+    assert counter["traces"] == 1  # still no retrace
+
+
+def test_frames_do_not_depend_on_what_was_drawn_before(two_sliders):
+    fig, _ = two_sliders
+    assert int(dc.run(dc.gd(0.7, 0.5), _loss, THETA0, 20, max_norm=1e3).diverged_at) > 0
+    diverging = fig.render(eta=0.7, lam=0.5)  # draws the "diverged" label
+    quiet = fig.render(eta=0.1, lam=0.0)
+    np.testing.assert_array_equal(_pixels(quiet), _pixels(base64.b64decode(fig.frames[0])))
+    np.testing.assert_array_equal(_pixels(diverging), _pixels(base64.b64decode(fig.frames[-1])))
+    assert not np.array_equal(_pixels(diverging), _pixels(quiet))
+
+
+def test_draw_gets_a_grid_of_axes_for_several_panels():
+    seen = []
+
+    def draw(axes, result, **hparams):
+        seen.append(axes)
+        for ax in np.ravel(axes):
+            ax.plot([0.0, 1.0], [0.0, float(result)])
+
+    single = dc.slider_figure(lambda eta: 2 * eta, draw, [dc.Slider("eta", [0.1, 0.2])], figsize=(2, 2), dpi=20)
+    grid = dc.slider_figure(
+        lambda eta: 2 * eta, draw, [dc.Slider("eta", [0.1, 0.2])], nrows=2, ncols=3, figsize=(6, 4), dpi=20
+    )
+    row = dc.slider_figure(lambda eta: 2 * eta, draw, [dc.Slider("eta", [0.1, 0.2])], ncols=2, figsize=(2, 2), dpi=20)
+    for f in (single, grid, row):
+        assert f.render().startswith(PNG_MAGIC)
+    assert isinstance(seen[0], Axes)
+    assert np.shape(seen[1]) == (2, 3) and all(isinstance(a, Axes) for a in np.ravel(seen[1]))
+    assert np.shape(seen[2]) == (2,)
+    with pytest.raises(ValueError, match="ncols must be a positive integer"):
+        dc.slider_figure(lambda eta: eta, draw, [dc.Slider("eta", [0.1, 0.2])], ncols=0)
+    with pytest.raises(ValueError, match="nrows must be a positive integer"):
+        dc.slider_figure(lambda eta: eta, draw, [dc.Slider("eta", [0.1, 0.2])], nrows=1.5)
+
+
+@pytest.mark.parametrize("which,n_sliders", [("one", 1), ("two", 2)])
+def test_html_is_self_contained_with_one_range_input_per_slider(which, n_sliders, one_slider, two_sliders):
+    fig, _ = one_slider if which == "one" else two_sliders
+    page = fig.html()
+    assert page.count('<input type="range"') == n_sliders
+    # self-contained: no remote resource (look outside the base64 image data, where any
+    # four letters can occur by chance), every image source an inline data URI
+    text = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "data:", page)
+    assert "http" not in text and "://" not in text
+    assert re.findall(r'src="([^"]*)"', text) == ["data:"]
+    for f in fig.frames:
+        assert f in page
+    assert "<script>" in page and "GD on a quadratic" in page
+    # the image shown first is the frame of the default values (the middle of each grid)
+    start = dict(fig.grid_points[0])
+    start.update({s.name: s.start for s in fig.sliders})
+    first = fig.frames[fig.grid_points.index(start)]
+    assert re.search(r'<img src="data:image/png;base64,([^"]+)"', page).group(1) == first
+
+
+def test_render_validates_hyperparameters(one_slider):
+    fig, _ = one_slider
+    with pytest.raises(ValueError, match=re.escape("eta must be > 0, got -1")):
+        fig.render(eta=-1.0)
+    with pytest.raises(ValueError, match="unknown slider"):
+        fig.render(beta=0.5)
+
+
+def test_time_update_is_positive(one_slider):
+    fig, counter = one_slider
+    ms = fig.time_update(repeats=2)
+    assert np.isfinite(ms) and ms > 0
+    assert counter["traces"] == 1
+
+
+# ----------------------------------------------------------------------------- MIME bundle
+def test_mimebundle_static_only(one_slider, monkeypatch):
+    fig, _ = one_slider
+    monkeypatch.setenv("DYNCORE_FIGURES", "static")
+    bundle = fig._repr_mimebundle_()
+    assert "text/html" in bundle and '<input type="range"' in bundle["text/html"]
+    assert WIDGET_KEY not in bundle
+    assert bundle["text/plain"] == "<SliderFigure: eta>"
+
+
+def test_mimebundle_live_only(two_sliders, monkeypatch):
+    fig, counter = two_sliders
+    monkeypatch.setenv("DYNCORE_FIGURES", "live")
+    bundle = fig._repr_mimebundle_()
+    assert WIDGET_KEY in bundle
+    assert "text/html" not in bundle
+    assert bundle["text/plain"] == "<SliderFigure: eta, lam>"
+    assert counter["traces"] == 1
+
+
+# ----------------------------------------------------------------------------- helpers
+def test_mark_divergence_writes_only_after_divergence():
+    ax = Figure().add_subplot()
+    assert dc.mark_divergence(ax, -1) is False
+    assert dc.mark_divergence(ax, jnp.asarray(-1)) is False
+    assert len(ax.texts) == 0
+    assert dc.mark_divergence(ax, jnp.asarray(7), "SGD") is True
+    assert [t.get_text() for t in ax.texts] == ["SGD diverged at step 7"]
+    assert dc.mark_divergence(ax, 0) is True  # step 0 is a divergence too
+    assert ax.texts[-1].get_text() == "GD diverged at step 0"
+
+
+def test_valid_prefix():
+    x = np.arange(10.0)
+    np.testing.assert_array_equal(dc.valid_prefix(x, -1), x)
+    np.testing.assert_array_equal(dc.valid_prefix(x, jnp.asarray(4)), x[:4])
+    np.testing.assert_array_equal(dc.valid_prefix(x, 0), x[:0])
+    traj = dc.Trajectory(jnp.arange(6.0), jnp.arange(6.0), jnp.asarray(3))
+    np.testing.assert_array_equal(dc.valid_prefix(np.asarray(traj.params), traj.diverged_at), [0.0, 1.0, 2.0])

@@ -1,0 +1,277 @@
+"""Vector fields of the modified flows, their integration, and the order of agreement with GD."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import dyncore as dc
+
+
+# ----------------------------------------------------------------------------- counter terms
+def test_counter_terms_of_linear_field(rng, make_spd):
+    # L = 1/2 th^T A th, g = J th with J = A + lam I: xi_alpha = J^(alpha+2) th / (alpha+2),
+    # the Taylor coefficients of -(1/eta) log(I - eta J) th.
+    A = make_spd(rng, [0.3, 1.0, 2.5])
+    lam = 0.2
+    J = A + lam * np.eye(3)
+    theta = rng.standard_normal(3)
+    prob = dc.quadratic(A)
+    xis = dc.counter_terms(prob.loss, 3, lam=lam)
+    assert len(xis) == 3
+    values = jax.jit(lambda th: [xi(th) for xi in xis])(jnp.asarray(theta))
+    for alpha, val in enumerate(values):
+        expected = np.linalg.matrix_power(J, alpha + 2) @ theta / (alpha + 2)
+        np.testing.assert_allclose(np.asarray(val), expected, rtol=1e-12, atol=1e-13)
+
+
+def _bilinear_derivatives(theta, x=2.0, y=1.5):
+    """Gradient, Hessian and third-derivative tensor of 1/2 (y - x th1 th2)^2, by hand."""
+    t1, t2 = theta
+    r = y - x * t1 * t2
+    grad = -x * r * np.array([t2, t1])
+    hess = np.array([[x**2 * t2**2, 2 * x**2 * t1 * t2 - x * y], [2 * x**2 * t1 * t2 - x * y, x**2 * t1**2]])
+    T = np.zeros((2, 2, 2))  # T[i, j, k] = d H[i, j] / d th_k
+    T[0, 0, 1] = 2 * x**2 * t2
+    T[0, 1, 0] = T[1, 0, 0] = 2 * x**2 * t2
+    T[0, 1, 1] = T[1, 0, 1] = 2 * x**2 * t1
+    T[1, 1, 0] = 2 * x**2 * t1
+    return grad, hess, T
+
+
+def test_counter_terms_of_bilinear_model_match_closed_forms():
+    prob = dc.bilinear()
+    lam = 0.1
+    theta = np.array([0.8, -0.6])
+    grad, hess, T = _bilinear_derivatives(theta)
+    g = grad + lam * theta
+    J = hess + lam * np.eye(2)
+    third = np.einsum("ijk,j,k->i", T, g, g)
+    xi0_expected = 0.5 * J @ g
+    xi1_expected = J @ J @ g / 3 + third / 12
+
+    xis = dc.counter_terms(prob.loss, 2, lam=lam)
+
+    @jax.jit
+    def evaluate(th):
+        # the hand-written third derivative, checked against autodiff on the way
+        T_ad = jax.jacfwd(jax.hessian(prob.loss))(th)
+        return xis[0](th), xis[1](th), T_ad
+
+    xi0, xi1, T_ad = evaluate(jnp.asarray(theta))
+    np.testing.assert_allclose(np.asarray(T_ad), T, rtol=1e-13, atol=1e-14)
+    assert np.linalg.norm(third) > 0.1  # the third-derivative term matters at this point
+    np.testing.assert_allclose(np.asarray(xi0), xi0_expected, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(np.asarray(xi1), xi1_expected, rtol=1e-12, atol=1e-14)
+    # the alternative closed form xi_0 = 1/4 grad |g|^2 = 1/2 J g: ties xi_0 to the modified loss
+    tilde = dc.modified_loss(prob.loss, 1.0, lam=lam)  # L + lam/2 |th|^2 + 1/4 |g|^2
+    grad_tilde = np.asarray(jax.jit(jax.grad(tilde))(jnp.asarray(theta)))
+    np.testing.assert_allclose(grad_tilde - g, xi0_expected, rtol=1e-12, atol=1e-14)
+
+
+# ----------------------------------------------------------------------------- fields
+def dict_loss(p):
+    return jnp.sum(jnp.cos(p["a"]) * p["b"][0]) + 0.25 * jnp.sum(p["a"] ** 4) + p["b"][1] ** 2 * jnp.sum(p["a"])
+
+
+DICT_POINT = {"a": jnp.array([0.4, -1.3]), "b": jnp.array([0.7, 1.2])}
+
+
+def test_modified_field_order1_is_minus_gradient_of_modified_loss_on_pytree():
+    eta, lam = 0.1, 0.3
+    field = dc.modified_field(dict_loss, eta, 1, lam=lam)
+    tilde = dc.modified_loss(dict_loss, eta, lam=lam)
+    f, mg = jax.jit(lambda p: (field(p), jax.tree_util.tree_map(jnp.negative, jax.grad(tilde)(p))))(DICT_POINT)
+    for key in ("a", "b"):
+        np.testing.assert_allclose(np.asarray(f[key]), np.asarray(mg[key]), rtol=1e-12, atol=1e-14)
+
+
+def test_modified_loss_closed_form():
+    eta, lam = 0.1, 0.3
+    th = DICT_POINT
+    gl = jax.jit(jax.grad(dict_loss))(th)
+    g = jax.tree_util.tree_map(lambda a, t: a + lam * t, gl, th)
+    sq = lambda tree: sum(float(jnp.sum(x**2)) for x in jax.tree_util.tree_leaves(tree))  # noqa: E731
+    expected = float(dict_loss(th)) + 0.5 * lam * sq(th) + 0.25 * eta * sq(g)
+    assert float(jax.jit(dc.modified_loss(dict_loss, eta, lam=lam))(th)) == pytest.approx(expected, rel=1e-13)
+
+
+def test_gradient_field_and_order0_field_on_bilinear(rng):
+    x, y, lam = 2.0, 1.5, 0.25
+    prob = dc.bilinear(x=x, y=y)
+    gf = dc.gradient_field(prob.loss, lam=lam)
+    m0 = dc.modified_field(prob.loss, 0.3, 0, lam=lam)
+    fields = jax.jit(lambda th: (gf(th), m0(th)))
+    for theta in rng.standard_normal((3, 2)):
+        r = y - x * theta[0] * theta[1]
+        expected = -(-x * r * np.array([theta[1], theta[0]]) + lam * theta)
+        a, b = fields(jnp.asarray(theta))
+        np.testing.assert_allclose(np.asarray(a), expected, rtol=1e-13, atol=1e-14)
+        np.testing.assert_allclose(np.asarray(b), expected, rtol=1e-13, atol=1e-14)
+
+
+def test_modified_field_order2_on_linear_field(rng, make_spd):
+    A = make_spd(rng, [0.5, 2.0])
+    eta, lam = 0.2, 0.1
+    J = A + lam * np.eye(2)
+    theta = rng.standard_normal(2)
+    field = dc.modified_field(dc.quadratic(A).loss, eta, 2, lam=lam)
+    expected = -(J + eta * J @ J / 2 + eta**2 * J @ J @ J / 3) @ theta
+    np.testing.assert_allclose(np.asarray(jax.jit(field)(jnp.asarray(theta))), expected, rtol=1e-12)
+
+
+# ----------------------------------------------------------------------------- log flow
+def test_log_flow_passes_through_gd_iterates_and_half_steps(rng, make_spd):
+    A = make_spd(rng, [0.2, 0.9, 1.7, 3.0])
+    lam = 0.1  # mu_max = 3.1: eta * mu_max <= 0.93 < 1 for every eta below
+    J = A + lam * np.eye(4)
+    w, V = np.linalg.eigh(J)
+    theta0 = rng.standard_normal(4)
+    ks = np.array([0.0, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0])  # in units of eta
+    flow_at = jax.jit(lambda eta: dc.log_flow_quadratic(A, theta0, eta * ks, eta=eta, lam=lam))
+    for eta in (0.05, 0.15, 0.3):
+        flow = np.asarray(flow_at(eta))
+        assert flow.shape == (len(ks), 4)
+        M = np.eye(4) - eta * J
+        for k, row in zip(ks, flow):
+            if k == int(k):  # at t = k eta: the GD iterate (I - eta J)^k theta0
+                np.testing.assert_allclose(row, np.linalg.matrix_power(M, int(k)) @ theta0, atol=1e-12)
+            else:  # at t = eta/2: the square root of one GD step, (I - eta J)^(1/2) theta0
+                half = (V * np.sqrt(1 - eta * w)[None, :]) @ V.T
+                np.testing.assert_allclose(row, half @ theta0, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "diag,eta,lam",
+    [
+        ((1.0, 2.0), 0.5, 0.0),  # eta * mu_max = 1 exactly
+        ((1.0, 2.0), 0.8, 0.0),  # 1.6
+        ((1.0, 2.0), 0.4, 0.5),  # 0.4 * (2 + 0.5) = 1: only with the weight decay
+    ],
+)
+def test_log_flow_raises_when_real_log_does_not_exist(diag, eta, lam):
+    with pytest.raises(ValueError, match="eta \\* mu"):
+        dc.log_flow_quadratic(np.diag(diag), np.ones(2), [0.0, eta], eta=eta, lam=lam)
+
+
+def test_log_flow_allows_same_eta_without_weight_decay():
+    out = dc.log_flow_quadratic(np.diag([1.0, 2.0]), np.ones(2), [0.4], eta=0.4, lam=0.0)
+    np.testing.assert_allclose(np.asarray(out[0]), [0.6, 0.2], rtol=1e-13)
+
+
+# ----------------------------------------------------------------------------- integrate
+def _expm_sym(A, t):
+    w, V = np.linalg.eigh(A)
+    return (V * np.exp(-w * t)[None, :]) @ V.T
+
+
+def test_integrate_linear_field_fixed_and_adaptive(rng, make_spd):
+    A = make_spd(rng, [0.5, 1.0, 3.0])
+    B = np.array([[0.7]])
+    y0 = {"u": jnp.asarray(rng.standard_normal(3)), "v": jnp.array([2.0])}
+    ts = np.linspace(0.0, 2.0, 5)
+    Aj, Bj = jnp.asarray(A), jnp.asarray(B)
+
+    def field(y):
+        return {"u": -Aj @ y["u"], "v": -Bj @ y["v"]}
+
+    expected_u = np.array([_expm_sym(A, t) @ np.asarray(y0["u"]) for t in ts])
+    expected_v = np.array([_expm_sym(B, t) @ np.asarray(y0["v"]) for t in ts])
+
+    @jax.jit
+    def both(y0):
+        return dc.integrate(field, y0, ts, dt=1e-2), dc.integrate(field, y0, ts)
+
+    fixed, adaptive = both(y0)
+    for sol, tol in ((fixed, 1e-9), (adaptive, 1e-9)):
+        np.testing.assert_allclose(np.asarray(sol.ts), ts)
+        np.testing.assert_allclose(np.asarray(sol.ys["u"]), expected_u, atol=tol)
+        np.testing.assert_allclose(np.asarray(sol.ys["v"]), expected_v, atol=tol)
+        assert int(sol.diverged_at) == -1
+
+
+def test_integrate_reports_blow_up_of_riccati_equation_without_nan():
+    # dy/dt = y^2, y(0) = 1: y = 1/(1 - t) blows up at t = 1. One compiled solve, two bounds.
+    ts = np.linspace(0.0, 2.0, 21)
+    solve = jax.jit(lambda max_norm: dc.integrate(lambda y: y**2, jnp.array(1.0), ts, dt=1e-2, max_norm=max_norm))
+    exact = 1.0 / (1.0 - ts[:10])  # t <= 0.9
+
+    # (a) a finite bound: the first save time where 1/(1 - t) > 4 is t = 0.8
+    sol = solve(4.0)
+    expected = int(np.argmax(exact > 4.0))
+    assert ts[expected] == pytest.approx(0.8)
+    assert int(sol.diverged_at) == expected
+    ys = np.asarray(sol.ys)
+    np.testing.assert_allclose(ys[:expected], exact[:expected], rtol=1e-8)
+    np.testing.assert_array_equal(ys[expected:], ys[expected - 1])
+
+    # (b) no bound at all: only the non-finite states past the blow-up count
+    sol = solve(np.inf)
+    ys, d = np.asarray(sol.ys), int(sol.diverged_at)
+    assert np.all(np.isfinite(ys))
+    # y <= 10 up to t = 0.9 and infinite at t = 1; the discrete solution is finite but huge
+    # there and overflows within a few steps after
+    assert 10 <= d <= 12
+    np.testing.assert_allclose(ys[:10], exact, rtol=1e-6)
+    np.testing.assert_array_equal(ys[d:], ys[d - 1])
+
+
+def test_integrate_stays_frozen_after_a_transient_excursion():
+    # y' = [[-1, 10], [0, -1]] y from (0, 1): y = (10 t e^-t, e^-t). Its norm rises above 2 near
+    # t = 0.25 and falls below 2 again after t = 3; once beyond max_norm the run counts as
+    # diverged for good, even though the state comes back.
+    M = jnp.array([[-1.0, 10.0], [0.0, -1.0]])
+    ts = np.linspace(0.0, 6.0, 25)
+    sol = dc.integrate(lambda y: M @ y, jnp.array([0.0, 1.0]), ts, dt=1e-2, max_norm=2.0)
+    exact = np.stack([10 * ts * np.exp(-ts), np.exp(-ts)], axis=1)
+    norms = np.linalg.norm(exact, axis=1)
+    expected = int(np.argmax(norms > 2.0))
+    assert norms[-1] < 2.0 and expected > 0  # the excursion really ends
+    assert int(sol.diverged_at) == expected
+    ys = np.asarray(sol.ys)
+    np.testing.assert_allclose(ys[:expected], exact[:expected], atol=1e-9)
+    np.testing.assert_array_equal(ys[expected:], np.broadcast_to(ys[expected - 1], ys[expected:].shape))
+
+
+def test_integrate_inside_jit_with_concrete_jax_array_times():
+    # A jitted compute (e.g. the one slider_figure compiles) that closes over save times made
+    # with jnp.linspace outside: the times are concrete, only the field's parameter is traced.
+    ts = jnp.linspace(0.0, 1.0, 3)
+
+    @jax.jit
+    def decay(rate):
+        return dc.integrate(lambda y: -rate * y, jnp.array([1.0]), ts, dt=0.05).ys[:, 0]
+
+    np.testing.assert_allclose(np.asarray(decay(2.0)), np.exp(-2.0 * np.asarray(ts)), rtol=1e-8)
+
+
+# ----------------------------------------------------------------------------- global order
+def _gd_bilinear(eta, T=1.0, x=2.0, y=1.5, theta0=(1.0, 0.25)):
+    th = np.array(theta0, dtype=float)
+    for _ in range(int(round(T / eta))):
+        r = y - x * th[0] * th[1]
+        th = th - eta * (-x * r * np.array([th[1], th[0]]))
+    return th
+
+
+def test_global_order_of_modified_flows_against_gd_on_bilinear():
+    prob = dc.bilinear()
+    etas = np.array([1 / 32, 1 / 64])
+    ts = np.array([0.0, 1.0])
+
+    @jax.jit
+    def flows_at_T(eta):
+        out = []
+        for order in (0, 1):
+            field = dc.modified_field(prob.loss, eta, order)
+            out.append(dc.integrate(field, prob.params0, ts, dt=eta / 16).ys[-1])
+        return jnp.stack(out)
+
+    errors = np.array(
+        [np.linalg.norm(np.asarray(flows_at_T(eta)) - _gd_bilinear(eta)[None, :], axis=1) for eta in etas]
+    )  # shape (eta, order)
+    slopes = np.log2(errors[0] / errors[1])
+    dc.check("order-0 (gradient flow) error slope", slopes[0], 1.0, atol=0.15, quiet=True)
+    dc.check("order-1 (IGR flow) error slope", slopes[1], 2.0, atol=0.15, quiet=True)
+    # and the first-order flow is closer to GD than gradient flow is
+    assert np.all(errors[:, 1] < errors[:, 0])

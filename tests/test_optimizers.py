@@ -1,0 +1,277 @@
+"""Optimizers against their hand-written recursions, and the divergence-aware runner."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import dyncore as dc
+
+
+@pytest.fixture
+def quad(rng, make_spd):
+    """A 4-d quadratic L = 1/2 th^T A th - b^T th with a known SPD A, as (A, b, theta0, problem)."""
+    A = make_spd(rng, [0.5, 1.0, 2.0, 3.5])
+    b = rng.standard_normal(4)
+    theta0 = rng.standard_normal(4)
+    return A, b, theta0, dc.quadratic(A, theta0=theta0, b=b)
+
+
+# ----------------------------------------------------------------------------- GD
+def test_gd_equals_matrix_power_closed_form(quad):
+    A, _, theta0, _ = quad
+    eta, lam, n = 0.2, 0.1, 12
+    prob = dc.quadratic(A, theta0=theta0)  # b = 0: theta_k = (I - eta (A + lam I))^k theta0
+    traj = dc.run(dc.gd(eta, lam), prob.loss, prob.params0, n)
+    P = np.asarray(traj.params)
+    assert P.shape == (n + 1, 4)
+    M = np.eye(4) - eta * (A + lam * np.eye(4))
+    for k in (0, 1, 2, 5, n):
+        np.testing.assert_allclose(P[k], np.linalg.matrix_power(M, k) @ theta0, atol=1e-12)
+    # the loss is the loss of each saved iterate (L without the weight-decay term)
+    np.testing.assert_allclose(np.asarray(traj.loss), 0.5 * np.einsum("ki,ij,kj->k", P, A, P), rtol=1e-12)
+    assert int(traj.diverged_at) == -1 and not bool(traj.diverged)
+
+
+# ----------------------------------------------------------------------------- heavy ball
+def test_heavy_ball_equals_hand_written_recursion(quad):
+    A, b, theta0, prob = quad
+    eta, beta, lam, n = 0.1, 0.8, 0.05, 15
+    traj = dc.run(dc.heavy_ball(eta, beta, lam), prob.loss, prob.params0, n)
+    prev, th = theta0.copy(), theta0.copy()  # at rest: theta_{-1} = theta_0
+    expected = [th]
+    for _ in range(n):
+        g = A @ th - b
+        th, prev = th - eta * (g + lam * th) + beta * (th - prev), th
+        expected.append(th)
+    np.testing.assert_allclose(np.asarray(traj.params), np.array(expected), atol=1e-12)
+
+
+# ----------------------------------------------------------------------------- RMSProp
+def _rmsprop_np(A, b, theta0, eta, rho, eps, lam, n, inside):
+    th, nu = theta0.copy(), np.zeros_like(theta0)
+    out = [th]
+    for _ in range(n):
+        g = A @ th - b + lam * th
+        nu = rho * nu + (1 - rho) * g**2
+        step = g / np.sqrt(nu + eps) if inside else g / (np.sqrt(nu) + eps)
+        th = th - eta * step
+        out.append(th)
+    return np.array(out)
+
+
+def test_rmsprop_equals_hand_written_recursion_both_eps_conventions(quad):
+    A, b, theta0, prob = quad
+    # eps large enough that inside/outside the root give visibly different paths
+    eta, rho, eps, lam, n = 0.05, 0.9, 0.1, 0.02, 12
+    inside = dc.run(dc.rmsprop(eta, rho, eps, lam), prob.loss, prob.params0, n)
+    outside = dc.run(dc.rmsprop(eta, rho, eps, lam, eps_inside=False), prob.loss, prob.params0, n)
+    exp_in = _rmsprop_np(A, b, theta0, eta, rho, eps, lam, n, inside=True)
+    exp_out = _rmsprop_np(A, b, theta0, eta, rho, eps, lam, n, inside=False)
+    assert np.max(np.abs(exp_in - exp_out)) > 1e-3  # the two conventions really differ here
+    np.testing.assert_allclose(np.asarray(inside.params), exp_in, atol=1e-12)
+    np.testing.assert_allclose(np.asarray(outside.params), exp_out, atol=1e-12)
+
+
+# ----------------------------------------------------------------------------- Adam
+def _adam_np(A, b, theta0, eta, beta, rho, eps, lam, n, inside):
+    th, m, nu = theta0.copy(), np.zeros_like(theta0), np.zeros_like(theta0)
+    out = [th]
+    for k in range(n):
+        g = A @ th - b + lam * th
+        m = beta * m + (1 - beta) * g
+        nu = rho * nu + (1 - rho) * g**2
+        mhat = m / (1 - beta ** (k + 1))
+        nuhat = nu / (1 - rho ** (k + 1))
+        step = mhat / np.sqrt(nuhat + eps) if inside else mhat / (np.sqrt(nuhat) + eps)
+        th = th - eta * step
+        out.append(th)
+    return np.array(out)
+
+
+def test_adam_equals_hand_written_bias_corrected_recursion(quad):
+    A, b, theta0, prob = quad
+    eta, beta, rho, eps, lam, n = 0.05, 0.8, 0.95, 0.05, 0.02, 12
+    inside = dc.run(dc.adam(eta, beta, rho, eps, lam), prob.loss, prob.params0, n)
+    outside = dc.run(dc.adam(eta, beta, rho, eps, lam, eps_inside=False), prob.loss, prob.params0, n)
+    exp_in = _adam_np(A, b, theta0, eta, beta, rho, eps, lam, n, inside=True)
+    exp_out = _adam_np(A, b, theta0, eta, beta, rho, eps, lam, n, inside=False)
+    assert np.max(np.abs(exp_in - exp_out)) > 1e-3
+    np.testing.assert_allclose(np.asarray(inside.params), exp_in, atol=1e-12)
+    np.testing.assert_allclose(np.asarray(outside.params), exp_out, atol=1e-12)
+
+
+def test_adam_eps_outside_is_optax_default(quad):
+    _, _, _, prob = quad
+    eta, beta, rho, eps, n = 0.05, 0.8, 0.95, 0.05, 8
+    ours = dc.run(dc.adam(eta, beta, rho, eps, eps_inside=False), prob.loss, prob.params0, n)
+    tx = optax.adam(eta, b1=beta, b2=rho, eps=eps)  # optax defaults otherwise (eps_root=0)
+
+    @jax.jit
+    def step(params, state):
+        updates, state = tx.update(jax.grad(prob.loss)(params), state, params)
+        return optax.apply_updates(params, updates), state
+
+    params, state = prob.params0, tx.init(prob.params0)
+    path = [params]
+    for _ in range(n):
+        params, state = step(params, state)
+        path.append(params)
+    np.testing.assert_allclose(np.asarray(ours.params), np.asarray(jnp.stack(path)), atol=1e-13)
+
+
+# ----------------------------------------------------------------------------- divergence
+def _first_step_beyond(factor, theta0, max_norm):
+    k = 0
+    while factor**k * abs(theta0) <= max_norm:
+        k += 1
+    return k
+
+
+def test_run_reports_divergence_of_gd_on_1d_quadratic():
+    a, eta, theta0, max_norm, n = 1.0, 2.5, 0.7, 1e3, 40
+    prob = dc.quadratic([[a]], theta0=[theta0])
+    traj = dc.run(dc.gd(eta), prob.loss, prob.params0, n, max_norm=max_norm)
+    # theta_k = (1 - eta a)^k theta0 = (-1.5)^k theta0: first k with 1.5^k |theta0| > max_norm
+    k_div = _first_step_beyond(abs(1 - eta * a), theta0, max_norm)
+    assert 0 < k_div < n
+    assert int(traj.diverged_at) == k_div
+    assert bool(traj.diverged)
+    P = np.asarray(traj.params)[:, 0]
+    L = np.asarray(traj.loss)
+    assert P.shape == (n + 1,) and L.shape == (n + 1,)
+    assert np.all(np.isfinite(P)) and np.all(np.isfinite(L))
+    ks = np.arange(k_div)
+    np.testing.assert_allclose(P[:k_div], (1 - eta * a) ** ks * theta0, rtol=1e-12)
+    # frozen at the last good iterate from then on, which is within max_norm
+    np.testing.assert_array_equal(P[k_div:], P[k_div - 1])
+    assert abs(P[k_div - 1]) <= max_norm
+    np.testing.assert_allclose(L, 0.5 * a * P**2, rtol=1e-12)
+    assert traj.status() == f"diverged at step {k_div}"
+    with pytest.raises(dc.DivergenceError) as info:
+        traj.raise_if_diverged()
+    assert info.value.step == k_div
+    assert str(k_div) in str(info.value)
+    # valid_prefix keeps exactly the iterates before divergence
+    np.testing.assert_array_equal(dc.valid_prefix(P, traj.diverged_at), P[:k_div])
+
+
+def test_run_stays_bounded_below_stability_threshold():
+    a, eta, theta0, n = 1.0, 1.9, 0.7, 40
+    prob = dc.quadratic([[a]], theta0=[theta0])
+    traj = dc.run(dc.gd(eta), prob.loss, prob.params0, n, max_norm=1e3)
+    assert int(traj.diverged_at) == -1 and not bool(traj.diverged)
+    assert traj.status() == "stayed bounded"
+    assert traj.raise_if_diverged() is traj
+    np.testing.assert_allclose(np.asarray(traj.params)[:, 0], (1 - eta * a) ** np.arange(n + 1) * theta0, rtol=1e-12)
+
+
+def _log_loss(theta):
+    # finite for theta > 0 only; GD with eta = 0.6 goes 1 -> 0.4 -> -1.1, where the log is NaN
+    return jnp.log(theta[0])
+
+
+def test_nan_loss_is_reported_as_divergence_not_returned():
+    traj = dc.run(dc.gd(0.6), _log_loss, jnp.array([1.0]), 6)
+    assert int(traj.diverged_at) >= 0
+    assert np.all(np.isfinite(np.asarray(traj.params)))
+    assert np.all(np.isfinite(np.asarray(traj.loss))), np.asarray(traj.loss)
+
+
+def test_nan_loss_valid_prefix_is_finite():
+    # iterates: 1, 0.4, -1.1; the loss of theta_2 = -1.1 is the first non-finite value, so
+    # the run diverged at step 2 and the valid prefix is theta_0, theta_1.
+    traj = dc.run(dc.gd(0.6), _log_loss, jnp.array([1.0]), 6)
+    assert int(traj.diverged_at) == 2
+    prefix = dc.valid_prefix(np.asarray(traj.loss), traj.diverged_at)
+    np.testing.assert_allclose(prefix, [0.0, math.log(0.4)], rtol=1e-14)
+
+
+def test_vmap_of_run_over_eta_grid_equals_separate_runs():
+    A = np.diag([1.0, 3.0])
+    prob = dc.quadratic(A, theta0=[1.0, -0.5])
+    etas = np.array([0.05, 0.3, 0.6, 0.7])  # 0.7 * 3 = 2.1 > 2: the last one diverges
+    n, max_norm = 25, 2.0
+
+    def run_gd(eta):
+        return dc.run(dc.gd(eta), prob.loss, prob.params0, n, max_norm=max_norm)
+
+    batched = jax.jit(jax.vmap(run_gd))(jnp.asarray(etas))
+    single_run = jax.jit(run_gd)  # compiled once, then one separate run per eta
+    assert batched.params.shape == (len(etas), n + 1, 2)
+    assert int(batched.diverged_at[-1]) > 0
+    assert np.all(np.asarray(batched.diverged_at[:-1]) == -1)
+    for i, eta in enumerate(etas):
+        single = single_run(float(eta))
+        np.testing.assert_allclose(np.asarray(batched.params[i]), np.asarray(single.params), rtol=1e-13, atol=1e-15)
+        np.testing.assert_allclose(np.asarray(batched.loss[i]), np.asarray(single.loss), rtol=1e-13, atol=1e-15)
+        assert int(batched.diverged_at[i]) == int(single.diverged_at)
+    # the diverging one: |1 - 0.7 * 3| = 1.1 along the second axis, |theta0_2| = 0.5
+    expected = _first_step_beyond(1.1, 0.5, max_norm)
+    # norm includes the (decaying) first coordinate; it is < 1e-3 by then, so the same step
+    assert int(batched.diverged_at[-1]) == expected
+
+
+# ----------------------------------------------------------------------------- chains
+N_CHAINS, CHAIN_STEPS, CHAIN_ETA = 4000, 2, 0.5
+
+
+@pytest.fixture(scope="module")
+def sgd_chains(nl_problem):
+    """run_chains of SGD (batch 4 of 24) on normalized_linear, jitted once as a function of the key."""
+    grad_fn = dc.minibatch_grad(nl_problem, 4)
+    return jax.jit(
+        lambda key: dc.run_chains(
+            dc.gd(CHAIN_ETA),
+            nl_problem.loss,
+            nl_problem.params0,
+            CHAIN_STEPS,
+            grad_fn=grad_fn,
+            key=key,
+            n_chains=N_CHAINS,
+        )
+    )
+
+
+def test_run_chains_reproducible_and_independent(nl_problem, sgd_chains):
+    a = sgd_chains(jax.random.PRNGKey(0))
+    b = sgd_chains(jax.random.PRNGKey(0))
+    c = sgd_chains(jax.random.PRNGKey(1))
+    n, s = N_CHAINS, CHAIN_STEPS + 1
+    assert a.params.shape == (n, s, 3) and a.loss.shape == (n, s) and a.diverged_at.shape == (n,)
+    np.testing.assert_array_equal(np.asarray(a.params), np.asarray(b.params))  # same key: same chains
+    assert not np.allclose(np.asarray(a.params[:10, -1]), np.asarray(c.params[:10, -1]))  # other key
+    # chains of one call are different from each other (no shared noise), all start at params0
+    P = np.asarray(a.params)
+    np.testing.assert_array_equal(P[:, 0], np.broadcast_to(np.asarray(nl_problem.params0), (n, 3)))
+    assert not np.allclose(P[0, -1], P[1, -1]) and not np.allclose(P[1, -1], P[2, -1])
+    # two draws from C(24, 4) = 10626 possible batches per chain: nearly all chains distinct
+    assert len(np.unique(np.round(P[:, -1], 12), axis=0)) > 0.9 * n
+
+
+def test_mean_of_sgd_chains_after_one_step_is_the_gd_step(nl_problem, sgd_chains):
+    prob = nl_problem
+    eta = CHAIN_ETA
+    chains = sgd_chains(jax.random.PRNGKey(42))
+    n_chains = N_CHAINS
+    step1 = np.asarray(chains.params[:, 1])
+    gd_step = np.asarray(prob.params0 - eta * jax.jit(jax.grad(prob.loss))(prob.params0))
+    stderr = step1.std(axis=0) / np.sqrt(n_chains)
+    assert np.all(step1.std(axis=0) > 1e-3)  # SGD really is noisy here
+    assert np.all(np.abs(step1.mean(axis=0) - gd_step) < 5 * stderr)
+
+
+def test_sgd_with_full_batch_equals_gd(nl_problem):
+    prob = nl_problem
+    grad_fn = dc.minibatch_grad(prob, 24)  # full batch: SGD is GD, whatever the key
+
+    @jax.jit
+    def both(key):
+        sgd = dc.run(dc.gd(0.3), prob.loss, prob.params0, 4, grad_fn=grad_fn, key=key)
+        return sgd, dc.run(dc.gd(0.3), prob.loss, prob.params0, 4)
+
+    sgd, gd = both(jax.random.PRNGKey(9))
+    np.testing.assert_allclose(np.asarray(sgd.params), np.asarray(gd.params), rtol=1e-12, atol=1e-15)
