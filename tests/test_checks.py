@@ -146,3 +146,18 @@ def test_check_slope_passes_for_true_order_and_fails_for_wrong_one(capsys):
     assert "✓" in capsys.readouterr().out
     with pytest.raises(AssertionError):
         dc.check_slope("order", eta, err, 1.0, atol=0.15)
+
+
+# ----------------------------------------------------------------------------- rel_error
+def test_rel_error_on_arrays_and_pytrees():
+    a = np.array([3.0, 4.0])
+    assert dc.rel_error(a, a) == 0.0
+    assert dc.rel_error(np.array([3.0, 5.0]), a) == pytest.approx(1.0 / 5.0)
+    # pytrees: the norm runs over all leaves together
+    tree_b = {"w": np.array([3.0]), "b": np.array([4.0])}
+    tree_a = {"w": np.array([3.0]), "b": np.array([4.0 + 0.5])}
+    assert dc.rel_error(tree_a, tree_b) == pytest.approx(0.5 / 5.0)
+    assert dc.rel_error(np.zeros(2), np.zeros(2)) == 0.0
+    assert dc.rel_error(np.ones(2), np.zeros(2)) == float("inf")
+    with pytest.raises(ValueError):
+        dc.rel_error(np.ones(2), np.ones(3))

@@ -11,7 +11,7 @@ Everything runs on the CPU by default and unchanged on a GPU. Numerical checks n
 call ``jax.config.update("jax_enable_x64", True)`` before creating arrays.
 """
 
-from .checks import CheckResult, check, check_slope, fit_slope
+from .checks import CheckResult, check, check_slope, fit_slope, rel_error
 from .curvature import Eigenpairs, hessian, hessian_eigh, hvp, sharpness, top_eigenpairs
 from .figures import Slider, SliderFigure, mark_divergence, slider_figure, valid_prefix
 from .flows import (
@@ -39,7 +39,7 @@ from .validation import check_hparams
 __version__ = "0.1.0"
 
 __all__ = [
-    "CheckResult", "check", "check_slope", "fit_slope",
+    "CheckResult", "check", "check_slope", "fit_slope", "rel_error",
     "Eigenpairs", "hessian", "hessian_eigh", "hvp", "sharpness", "top_eigenpairs",
     "Slider", "SliderFigure", "mark_divergence", "slider_figure", "valid_prefix",
     "FlowSolution", "counter_terms", "gradient_field", "integrate", "log_flow_quadratic",

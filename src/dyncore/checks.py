@@ -12,12 +12,13 @@ wrong derivation fails both ``pytest`` (through nbval) and the book build.
 from __future__ import annotations
 
 import math
-from typing import NamedTuple, Sequence
+from typing import Any, NamedTuple, Sequence
 
+import jax
 import numpy as np
 from numpy.typing import ArrayLike
 
-__all__ = ["CheckResult", "check", "fit_slope", "check_slope"]
+__all__ = ["CheckResult", "check", "fit_slope", "check_slope", "rel_error"]
 
 
 class CheckResult(NamedTuple):
@@ -110,6 +111,23 @@ def check(
     if not passed:
         raise AssertionError(line)
     return CheckResult(name, m, p, error, tol, passed, line)
+
+
+def rel_error(a: Any, b: Any) -> float:
+    """Relative distance :math:`\\|a - b\\| / \\|b\\|` of two arrays or pytrees of the same structure.
+
+    The norm is the Euclidean norm over all leaves. Returns ``inf`` when ``b`` is zero and
+    ``a`` is not, and ``0`` when both are zero.
+    """
+    la = [np.asarray(x, dtype=complex).ravel() for x in jax.tree_util.tree_leaves(a)]
+    lb = [np.asarray(x, dtype=complex).ravel() for x in jax.tree_util.tree_leaves(b)]
+    if len(la) != len(lb) or any(x.shape != y.shape for x, y in zip(la, lb)):
+        raise ValueError("rel_error needs two arrays or pytrees of the same structure and shapes")
+    num = math.sqrt(sum(float(np.sum(np.abs(x - y) ** 2)) for x, y in zip(la, lb)))
+    den = math.sqrt(sum(float(np.sum(np.abs(y) ** 2)) for y in lb))
+    if den == 0:
+        return 0.0 if num == 0 else math.inf
+    return num / den
 
 
 def fit_slope(x: ArrayLike, y: ArrayLike) -> float:
