@@ -161,3 +161,24 @@ def test_rel_error_on_arrays_and_pytrees():
     assert dc.rel_error(np.ones(2), np.zeros(2)) == float("inf")
     with pytest.raises(ValueError):
         dc.rel_error(np.ones(2), np.ones(3))
+
+
+# ----------------------------------------------------------------------------- check_bound
+def test_check_bound_passes_prints_and_fails(capsys):
+    r = dc.check_bound("ratio", 1.85, lower=1.5)
+    out = capsys.readouterr().out
+    assert "✓" in out and "measured 1.85" in out and "predicted > 1.5" in out and r.passed
+    dc.check_bound("time", 40.0, upper=100.0)
+    dc.check_bound("inside", 0.5, lower=0.0, upper=1.0)
+    with pytest.raises(AssertionError, match="✗"):
+        dc.check_bound("ratio", 1.2, lower=1.5)
+    with pytest.raises(AssertionError):
+        dc.check_bound("time", 120.0, upper=100.0)
+    with pytest.raises(AssertionError):
+        dc.check_bound("nan", float("nan"), lower=0.0)
+    with pytest.raises(AssertionError):  # the bound itself is excluded
+        dc.check_bound("edge", 1.5, lower=1.5)
+    with pytest.raises(ValueError):
+        dc.check_bound("none", 1.0)
+    with pytest.raises(ValueError):
+        dc.check_bound("crossed", 1.0, lower=2.0, upper=1.0)

@@ -11,7 +11,7 @@ Everything runs on the CPU by default and unchanged on a GPU. Numerical checks n
 call ``jax.config.update("jax_enable_x64", True)`` before creating arrays.
 """
 
-from .checks import CheckResult, check, check_slope, fit_slope, rel_error
+from .checks import CheckResult, check, check_bound, check_slope, fit_slope, rel_error
 from .curvature import Eigenpairs, hessian, hessian_eigh, hvp, sharpness, top_eigenpairs
 from .figures import Slider, SliderFigure, mark_divergence, slider_figure, valid_prefix
 from .flows import (
@@ -34,12 +34,13 @@ from .problems import (
     normalized_linear,
     quadratic,
 )
+from .symmetry import NormEquilibrium, angular_update, mean_component, mean_decay_rate, norm_equilibrium, norm_flow
 from .validation import check_hparams
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "CheckResult", "check", "check_slope", "fit_slope", "rel_error",
+    "CheckResult", "check", "check_bound", "check_slope", "fit_slope", "rel_error",
     "Eigenpairs", "hessian", "hessian_eigh", "hvp", "sharpness", "top_eigenpairs",
     "Slider", "SliderFigure", "mark_divergence", "slider_figure", "valid_prefix",
     "FlowSolution", "counter_terms", "gradient_field", "integrate", "log_flow_quadratic",
@@ -47,5 +48,6 @@ __all__ = [
     "DivergenceError", "Trajectory", "adam", "gd", "heavy_ball", "rmsprop", "run", "run_chains",
     "Problem", "angle_toy", "bilinear", "great_circle", "minibatch_grad", "mlp",
     "normalized_linear", "quadratic",
+    "NormEquilibrium", "angular_update", "mean_component", "mean_decay_rate", "norm_equilibrium", "norm_flow",
     "check_hparams",
 ]

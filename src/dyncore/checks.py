@@ -18,7 +18,7 @@ import jax
 import numpy as np
 from numpy.typing import ArrayLike
 
-__all__ = ["CheckResult", "check", "fit_slope", "check_slope", "rel_error"]
+__all__ = ["CheckResult", "check", "check_bound", "fit_slope", "check_slope", "rel_error"]
 
 
 class CheckResult(NamedTuple):
@@ -111,6 +111,51 @@ def check(
     if not passed:
         raise AssertionError(line)
     return CheckResult(name, m, p, error, tol, passed, line)
+
+
+def check_bound(
+    name: str,
+    measured: ArrayLike,
+    *,
+    lower: float | None = None,
+    upper: float | None = None,
+    digits: int = 4,
+    quiet: bool = False,
+) -> CheckResult:
+    """Check a one-sided (or two-sided) prediction, :math:`\\mathrm{lower} < m < \\mathrm{upper}`.
+
+    For claims that are inequalities ("Eq. (12) over-estimates the error by more than 1.5x",
+    "the redraw takes less than 100 ms"). Prints ``✓ name: measured 1.85, predicted > 1.5`` and
+    raises ``AssertionError`` (marked ✗) when the bound is broken or the value is not finite.
+
+    Raises:
+      ValueError: when neither bound is given, or ``lower >= upper``, or the value is not a scalar.
+    """
+    if lower is None and upper is None:
+        raise ValueError("give lower, upper or both")
+    if lower is not None and upper is not None and not lower < upper:
+        raise ValueError(f"lower must be < upper, got {lower:g} and {upper:g}")
+    m_arr = np.asarray(measured, dtype=float)
+    if m_arr.size != 1:
+        raise ValueError(f"check_bound takes a scalar; got shape {m_arr.shape}")
+    m = float(m_arr.reshape(()))
+    parts = []
+    if lower is not None:
+        parts.append(f"> {_fmt(lower, digits)}")
+    if upper is not None:
+        parts.append(f"< {_fmt(upper, digits)}")
+    violation = max(
+        (lower - m) if lower is not None else -math.inf,
+        (m - upper) if upper is not None else -math.inf,
+    )
+    passed = bool(math.isfinite(m) and violation < 0)
+    line = f"{'✓' if passed else '✗'} {name}: measured {_fmt(m, digits)}, predicted {' and '.join(parts)}"
+    if not quiet:
+        print(line)
+    if not passed:
+        raise AssertionError(line)
+    bound = lower if lower is not None else upper
+    return CheckResult(name, m, float(bound), max(violation, 0.0), 0.0, passed, line)
 
 
 def rel_error(a: Any, b: Any) -> float:
