@@ -61,13 +61,33 @@ def gd(eta, lam=0.0) -> optax.GradientTransformation:
     return _with_weight_decay(optax.sgd(eta), lam)
 
 
-def heavy_ball(eta, beta, lam=0.0) -> optax.GradientTransformation:
+def heavy_ball(eta, beta, lam=0.0, *, decoupled: bool = False) -> optax.GradientTransformation:
     """Heavy-ball momentum: :math:`\\theta_{k+1} = \\theta_k - \\eta(g_k + \\lambda\\theta_k) + \\beta(\\theta_k - \\theta_{k-1})`.
+
+    With the default *coupled* weight decay, :math:`\\lambda\\theta_k` enters the momentum buffer
+    (PyTorch ``SGD(weight_decay=lam)``): :math:`m_{k+1} = \\beta m_k + g_k + \\lambda\\theta_k`,
+    :math:`\\theta_{k+1} = \\theta_k - \\eta m_{k+1}`, i.e.
+    ``optax.chain(optax.add_decayed_weights(lam), optax.sgd(eta, momentum=beta))``.
+
+    With ``decoupled=True`` the decay bypasses the buffer (decoupled weight decay, multiplied by
+    the learning rate as in PyTorch's AdamW):
+
+    .. math:: m_{k+1} = \\beta m_k + g_k, \\qquad
+              \\theta_{k+1} = \\theta_k - \\eta\\, m_{k+1} - \\eta\\lambda\\,\\theta_k ,
+
+    i.e. ``optax.chain(optax.trace(beta), optax.add_decayed_weights(lam),
+    optax.scale_by_learning_rate(eta))``, the pattern of ``optax.adamw``. The two agree for ``beta = 0``; with momentum, coupled decay is amplified
+    by about :math:`1/(1-\\beta)` and decoupled decay is not (Tanaka & Kunin 2021, Eq. (3), assume
+    coupled decay).
 
     Raises:
       ValueError: if ``eta <= 0``, ``lam < 0`` or ``beta`` is not in ``[0, 1)``.
     """
     check_hparams(eta=eta, beta=beta, lam=lam)
+    if decoupled:
+        return optax.chain(
+            optax.trace(decay=beta), optax.add_decayed_weights(lam), optax.scale_by_learning_rate(eta)
+        )
     return _with_weight_decay(optax.sgd(eta, momentum=beta), lam)
 
 
