@@ -61,6 +61,27 @@ from .noether import (
     with_momentum,
 )
 from .optimizers import DivergenceError, Trajectory, adam, gd, heavy_ball, rmsprop, run, run_chains
+from .principal import (
+    SharpnessTrace,
+    ScaleByDalState,
+    alpha_field,
+    alpha_igr,
+    alpha_pf,
+    dal,
+    dal_rate,
+    heavy_ball_log_flow,
+    heavy_ball_spectral_radius,
+    hvp_fd,
+    integrate_complex,
+    integrate_flows,
+    pf_rate,
+    principal_field,
+    principal_field_topk,
+    principal_flow_quadratic,
+    scale_by_dal,
+    third_order_term,
+    track_sharpness,
+)
 from .problems import (
     Problem,
     angle_toy,
@@ -94,5 +115,9 @@ __all__ = [
     "translation_rates", "equilibrium_angle", "equilibrium_norm4", "norm_law", "coherence",
     "RMSPropNorm", "rmsprop_mapping", "SphereRun", "sphere_rmsprop", "rescaled_hparams",
     "with_momentum",
+    "alpha_pf", "alpha_igr", "alpha_field", "pf_rate", "principal_field", "principal_field_topk",
+    "third_order_term", "integrate_complex", "integrate_flows", "principal_flow_quadratic",
+    "SharpnessTrace", "track_sharpness", "hvp_fd", "dal_rate", "ScaleByDalState", "scale_by_dal",
+    "dal", "heavy_ball_log_flow", "heavy_ball_spectral_radius",
     "check_hparams",
 ]

@@ -1,0 +1,822 @@
+r"""The principal flow of gradient descent, sharpness tracking and the drift-adjusted learning rate.
+
+Rosca, Wu, Qin & Dherin (TMLR 2023) keep, at every order of backward error analysis, the terms of
+GD's modified equation that are built from the gradient and the Hessian only,
+:math:`-\tfrac{1}{p+1}\eta^p H^p g`, and sum them. The result is the **principal flow** (PF),
+Definition 3.1 (Eq. 12) of the paper:
+
+.. math:: \dot\theta = \sum_i \alpha(\eta\mu_i)\,(g^\top u_i)\,u_i = \varphi(\eta H)\,g,
+          \qquad \alpha(z) = \varphi(z) = \frac{\log(1 - z)}{z},
+
+where :math:`g = \nabla L_\lambda`, :math:`H = \nabla^2 L_\lambda = \sum_i \mu_i u_i u_i^\top`
+and :math:`L_\lambda = L + \tfrac\lambda2\|\theta\|^2` (weight decay shifts every eigenvalue by
+:math:`\lambda`). The paper writes :math:`h` for the learning rate and :math:`\lambda_i` for the
+Hessian eigenvalues; the book writes :math:`\eta` and :math:`\mu_i`, because :math:`\lambda` is
+weight decay.
+
+Numerics (all documented where they are used):
+
+* **branch-safe logarithm**: for :math:`\mathrm{Re}\,z > 1` the coefficient is
+  :math:`(\operatorname{Log}(z-1) + i\pi)/z` (the paper's Section 3.1 form), which is continuous
+  across the real axis there. The principal branch :math:`\operatorname{Log}(1-z)` evaluated point
+  by point flips between :math:`\pm i\pi` when :math:`z` is almost real, which pins complex PF
+  trajectories of non-quadratic losses to the real axis (they then track GD badly);
+* **series** :math:`-\sum_{p\le 6} z^p/(p+1)` for :math:`|z| < 10^{-3}` (no 0/0 at
+  :math:`\mu = 0`, where :math:`\alpha = -1`);
+* **guard at** :math:`\eta\mu = 1`, where :math:`\alpha = -\infty` (GD removes that component in
+  one step): :math:`|1 - z|` is raised to ``SINGULAR_GUARD`` :math:`= 10^{-12}`, so
+  :math:`\alpha \approx -27.6` stays finite; closed forms treat this case exactly;
+* **complex parameters**: along a complex PF trajectory the Hessian is complex *symmetric*, not
+  Hermitian, so the field uses ``eig`` and :math:`V^{-1}g`, never ``eigh`` and :math:`V^\top g`.
+  The loss must be holomorphic (tanh, polynomials, exp, softplus — not ReLU or ``abs``).
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.flatten_util import ravel_pytree
+from numpy.typing import ArrayLike
+
+from .curvature import hvp, top_eigenpairs
+from .flows import FlowSolution, integrate
+from .validation import check_hparams, check_positive_int, is_concrete
+
+__all__ = [
+    "SERIES_RADIUS",
+    "SINGULAR_GUARD",
+    "alpha_pf",
+    "alpha_igr",
+    "pf_rate",
+    "alpha_field",
+    "principal_field",
+    "principal_field_topk",
+    "third_order_term",
+    "integrate_complex",
+    "integrate_flows",
+    "principal_flow_quadratic",
+    "SharpnessTrace",
+    "track_sharpness",
+    "hvp_fd",
+    "dal_rate",
+    "ScaleByDalState",
+    "scale_by_dal",
+    "dal",
+    "heavy_ball_log_flow",
+    "heavy_ball_spectral_radius",
+]
+
+Params = Any
+Field = Callable[[Params], Params]
+Loss = Callable[[Params], jax.Array]
+
+SERIES_RADIUS = 1e-3
+"""Below this :math:`|z|` the coefficient :math:`\\alpha(z)` is evaluated by its Taylor series."""
+SINGULAR_GUARD = 1e-12
+"""Smallest :math:`|1 - z|` used in :math:`\\log(1-z)`; at :math:`z = 1` the PF rate is infinite."""
+_SERIES_ORDER = 6
+
+_tmap = jax.tree_util.tree_map
+
+
+# ---------------------------------------------------------------------------------- coefficients
+def _complex(x) -> jax.Array:
+    x = jnp.asarray(x)
+    return x.astype(jnp.result_type(x.dtype, jnp.complex64))
+
+
+def _log_one_minus(z: jax.Array) -> jax.Array:
+    """Principal :math:`\\log(1 - z)` for :math:`\\mathrm{Re}\\,z \\le 1`, accurate near 0.
+
+    :math:`\\log|1-z| = \\tfrac12\\operatorname{log1p}(x(x-2) + y^2)` avoids the cancellation of
+    ``log(1 - z)`` for :math:`|z| < 1/2` (JAX's complex ``log1p`` has the same 1e-14 relative error
+    near 0); elsewhere ``log(1 - z)``, where :math:`1 - z` is exact near :math:`z = 1`.
+    """
+    x, y = jnp.real(z), jnp.imag(z)
+    near_zero = 0.5 * jnp.log1p(x * (x - 2) + y * y) + 1j * jnp.arctan2(-y, 1 - x)
+    return jnp.where(jnp.abs(z) < 0.5, near_zero, jnp.log(1 - z))  # 1 - z is exact near z = 1
+
+
+@partial(jax.jit, static_argnames="principal_branch")
+def _alpha_pf(z: jax.Array, principal_branch: bool) -> jax.Array:
+    z = _complex(z)
+    small = jnp.abs(z) < SERIES_RADIUS
+    zs = jnp.where(small, 0.5, z)  # sanitised: no 0/0 inside the unused branch (finite gradients)
+    near_one = jnp.abs(1 - zs) < SINGULAR_GUARD
+    zs = jnp.where(near_one, 1 - SINGULAR_GUARD, zs)
+    if principal_branch:
+        log = jnp.log(1 - zs)
+    else:
+        log = jnp.where(jnp.real(zs) > 1, jnp.log(zs - 1) + 1j * jnp.pi, _log_one_minus(zs))
+    series = jnp.zeros_like(z)
+    for p in range(_SERIES_ORDER, -1, -1):  # Horner: -(1 + z/2 + z^2/3 + ...)
+        series = series * z - 1.0 / (p + 1)
+    return jnp.where(small, series, log / zs)
+
+
+def alpha_pf(z: ArrayLike, *, principal_branch: bool = False) -> jax.Array:
+    r"""The PF coefficient :math:`\alpha_{PF}(z) = \log(1-z)/z` of Table 1, branch-safe.
+
+    .. math:: \alpha_{PF}(z) = \begin{cases}
+              -\sum_{p=0}^{6} \frac{z^p}{p+1} & |z| < 10^{-3} \\
+              \operatorname{Log}(1 - z)/z & \mathrm{Re}\,z \le 1 \\
+              \big(\operatorname{Log}(z - 1) + i\pi\big)/z & \mathrm{Re}\,z > 1
+              \end{cases}
+
+    with :math:`\operatorname{Log}` the principal logarithm (Rosca et al. 2023, Eq. 12 and the
+    case analysis of Section 3.1). The two logarithmic cases agree on the real axis beyond 1
+    (:math:`+i\pi`); the piecewise form is continuous across it, which the principal
+    :math:`\operatorname{Log}(1-z)` is not. Real values: :math:`\alpha \in (-1, 0)` for
+    :math:`z < 0`, :math:`\alpha(0) = -1`, :math:`\alpha \to -\infty` as :math:`z \to 1`,
+    :math:`\mathrm{Im}\,\alpha = \pi/z` and :math:`\mathrm{sign}\,\mathrm{Re}\,\alpha =
+    \mathrm{sign}(z - 2)` for :math:`z > 1`.
+
+    Args:
+      z: :math:`z = \eta\mu`, real or complex, any shape.
+      principal_branch: evaluate :math:`\operatorname{Log}(1-z)/z` with the principal branch point
+        by point instead (the pitfall; kept for the comparison in the book).
+
+    Returns:
+      Complex array of the shape of ``z``. At :math:`|1 - z| < 10^{-12}` the value is that of
+      :math:`|1-z| = 10^{-12}`, about :math:`-27.6/z`: finite, where the exact rate is infinite.
+    """
+    return _alpha_pf(z, principal_branch=bool(principal_branch))
+
+
+def alpha_igr(z: ArrayLike) -> jax.Array:
+    r"""The IGR coefficient :math:`\alpha_{IGR}(z) = -(1 + z/2)` of Table 1 (first-order flow)."""
+    return -(1 + 0.5 * jnp.asarray(z))
+
+
+def pf_rate(mu: ArrayLike, eta) -> jax.Array:
+    r"""Rate :math:`\kappa = \tfrac1\eta\log(1 - \eta\mu) = \mu\,\alpha_{PF}(\eta\mu)` of a PF mode.
+
+    Along an eigendirection with curvature :math:`\mu` the PF multiplies the component by
+    :math:`e^{\kappa t}`, so :math:`e^{\kappa\eta} = 1 - \eta\mu` is GD's factor per step. At a
+    critical point these are the eigenvalues of the PF's Jacobian (Rosca et al. 2023, Eq. 16):
+    real and negative for :math:`\eta\mu < 1`, with real part :math:`\log|1-\eta\mu|/\eta`, which
+    changes sign at :math:`\eta\mu = 2`, and imaginary part :math:`\pi/\eta` for
+    :math:`\eta\mu > 1`.
+
+    Args:
+      mu: curvature(s) :math:`\mu` (Hessian eigenvalues, weight decay included).
+      eta: learning rate.
+
+    Returns:
+      Complex array; finite at :math:`\eta\mu = 1` through the guard of :func:`alpha_pf`.
+
+    Raises:
+      ValueError: if ``eta <= 0``.
+    """
+    check_hparams(eta=eta)
+    mu = jnp.asarray(mu)
+    return mu * alpha_pf(eta * mu)
+
+
+# ------------------------------------------------------------------------------------ PF fields
+def _with_decay(loss: Loss, lam) -> Loss:
+    """:math:`L + \\tfrac\\lambda2\\sum\\theta^2` (``x * x``, not ``|x|^2``: holomorphic)."""
+
+    def loss_lam(theta):
+        leaves = jax.tree_util.tree_leaves(theta)
+        return loss(theta) + 0.5 * lam * sum(jnp.sum(x * x) for x in leaves)
+
+    return loss_lam
+
+
+def _is_complex(theta) -> bool:
+    return any(jnp.iscomplexobj(x) for x in jax.tree_util.tree_leaves(theta))
+
+
+def _complex_unravel(theta):
+    """``unravel`` that builds complex leaves with the structure of ``theta``."""
+    return ravel_pytree(_tmap(_complex, theta))[1]
+
+
+def _flat_derivatives(loss_lam: Loss, theta):
+    """Flat ``x``, ``grad(x)`` and ``hvp(x, v)``; holomorphic derivatives for complex ``theta``."""
+    flat, unravel = ravel_pytree(theta)
+    cplx = jnp.iscomplexobj(flat)
+
+    def f(x):
+        return loss_lam(unravel(x))
+
+    grad = jax.grad(f, holomorphic=cplx)
+
+    def hvp_flat(x, v):
+        return jax.jvp(grad, (x,), (v,))[1]
+
+    return flat, grad, hvp_flat, cplx
+
+
+def third_order_term(loss: Loss, lam=0.0) -> Field:
+    r"""The non-principal third-order term :math:`\nabla^3 L_\lambda[g, g]` as a field.
+
+    It is the part of the :math:`\eta^2` BEA correction that the principal flow drops: GD's
+    modified equation to :math:`O(\eta^4)` is (Rosca et al. 2023, Eq. 8)
+
+    .. math:: \dot\theta = -g - \tfrac\eta2 Hg - \eta^2\big(\tfrac13 H^2 g
+              + \tfrac1{12}\nabla^3 L_\lambda[g, g]\big),
+
+    and Eq. (14) adds :math:`-\tfrac{\eta^2}{12}\nabla^3 L_\lambda[g,g]` to the PF. Computed as the
+    derivative of :math:`\theta \mapsto H(\theta)v` along :math:`v = g(\theta)` held fixed: two
+    nested forward-mode products, no third-derivative tensor. Works for complex parameters
+    (holomorphic losses).
+
+    Raises:
+      ValueError: if ``lam < 0``.
+    """
+    check_hparams(lam=lam)
+    loss_lam = _with_decay(loss, lam)
+
+    def field(theta):
+        flat, grad, hvp_flat, _ = _flat_derivatives(loss_lam, theta)
+        g = grad(flat)
+        t3 = jax.jvp(lambda x: hvp_flat(x, g), (flat,), (g,))[1]
+        return _complex_unravel(theta)(t3) if jnp.iscomplexobj(t3) else ravel_pytree(theta)[1](t3)
+
+    return field
+
+
+def alpha_field(loss: Loss, eta, alpha: Callable[[jax.Array], jax.Array], lam=0.0, *,
+                third_order: bool = False) -> Field:
+    r"""The flow :math:`\dot\theta = \sum_i \alpha(\eta\mu_i)(g^\top u_i)u_i` of Table 1 (dense).
+
+    Every flow of Table 1 of Rosca et al. (2023) has this form: gradient flow
+    (:math:`\alpha = -1`), the IGR flow (:func:`alpha_igr`), the principal flow (:func:`alpha_pf`),
+    and any truncation of the principal series, e.g. :math:`-(1 + z/2 + z^2/3)`, the principal part
+    of the third-order flow, Eq. (8). Computed as :math:`V[\alpha(\eta\mu) \odot V^{-1}g]`
+    with :math:`H = V\mathrm{diag}(\mu)V^{-1}`, where :math:`g, H` are the gradient and Hessian of
+    :math:`L_\lambda = L + \tfrac\lambda2\|\theta\|^2`. With ``third_order=True`` the
+    non-principal term :math:`-\tfrac{\eta^2}{12}\nabla^3 L_\lambda[g, g]` is added
+    (:func:`third_order_term`; Eq. 8 and 14).
+
+    For real parameters :math:`H` is symmetric: ``eigh`` and :math:`V^{-1} = V^\top`; the velocity
+    is complex as soon as :math:`\alpha` is. For complex parameters (a complex trajectory, see
+    :func:`integrate_complex`) the holomorphic Hessian is complex *symmetric*, not Hermitian:
+    ``eig`` and a linear solve for :math:`V^{-1}g` are used (``eigh`` would conjugate). The Hessian
+    may be nearly defective there (Remark 4.1 of the paper): keep horizons short. Cost: one dense
+    Hessian and one eigendecomposition per call (a few hundred parameters at most; see
+    :func:`principal_field_topk` beyond).
+
+    Args:
+      loss: scalar loss of a pytree (holomorphic if evaluated at complex points).
+      eta: learning rate :math:`\eta` (the paper's :math:`h`); may be traced.
+      alpha: the coefficient, a function of :math:`z = \eta\mu` (complex arrays).
+      lam: weight decay :math:`\lambda`.
+      third_order: add the non-principal third-order term.
+
+    Returns:
+      ``field(theta) -> theta_dot`` with complex leaves.
+
+    Raises:
+      ValueError: if ``eta <= 0`` or ``lam < 0``.
+    """
+    check_hparams(eta=eta, lam=lam)
+    loss_lam = _with_decay(loss, lam)
+    t3 = third_order_term(loss, lam) if third_order else None
+
+    def field(theta):
+        flat, grad, _, cplx = _flat_derivatives(loss_lam, theta)
+        g = grad(flat)
+        H = jax.jacfwd(grad, holomorphic=cplx)(flat)
+        H = 0.5 * (H + H.T)  # symmetric (complex symmetric for complex theta), not Hermitian
+        if cplx:
+            mu, V = jnp.linalg.eig(H)
+            coeff = jnp.linalg.solve(V, g.astype(V.dtype))
+        else:
+            mu, V = jnp.linalg.eigh(H)
+            coeff = V.T @ g
+        out = V @ (_complex(alpha(_complex(eta * mu))) * coeff)
+        if t3 is not None:
+            out = out - eta**2 / 12 * ravel_pytree(t3(theta))[0]
+        return _complex_unravel(theta)(out)
+
+    return field
+
+
+def principal_field(loss: Loss, eta, lam=0.0, *, third_order: bool = False,
+                    principal_branch: bool = False) -> Field:
+    r"""The principal flow's vector field (dense), Rosca et al. (2023), Eq. (12), or Eq. (14).
+
+    .. math:: \dot\theta = \sum_i \frac{\log(1 - \eta\mu_i)}{\eta\mu_i}\,(g^\top u_i)\,u_i
+              \;\Big(- \tfrac{\eta^2}{12}\nabla^3 L_\lambda[g, g]\ \text{if third\_order}\Big),
+
+    i.e. :func:`alpha_field` with the branch-safe :func:`alpha_pf`. On a quadratic it reproduces
+    every GD iterate exactly, for any :math:`\eta` with :math:`\eta\mu_i \ne 1` (closed form:
+    :func:`principal_flow_quadratic`). On other losses it matches one GD step to
+    :math:`O(\eta^3)` (it lacks the non-principal :math:`\eta^2` term) but with a small constant
+    when :math:`\eta\mu_0` is of order one; ``third_order=True`` restores :math:`O(\eta^4)`.
+
+    Args:
+      loss: scalar loss of a pytree (holomorphic if evaluated at complex points).
+      eta: learning rate :math:`\eta` (the paper's :math:`h`); may be traced.
+      lam: weight decay :math:`\lambda`.
+      third_order: add the non-principal term of Eq. (14) (see :func:`third_order_term`).
+      principal_branch: use the point-wise principal logarithm (the pitfall, for comparison).
+
+    Returns:
+      ``field(theta) -> theta_dot`` with complex leaves.
+
+    Raises:
+      ValueError: if ``eta <= 0`` or ``lam < 0``.
+    """
+
+    def alpha(z):
+        return alpha_pf(z, principal_branch=principal_branch)
+
+    return alpha_field(loss, eta, alpha, lam, third_order=third_order)
+
+
+def principal_field_topk(loss: Loss, eta, lam=0.0, *, k: int = 1, num_iters: int = 20,
+                         remainder: str = "igr", key: jax.Array | None = None) -> Field:
+    r"""Matrix-free principal flow: exact on the top ``k`` eigenpairs, a series on the rest.
+
+    .. math:: \dot\theta = \sum_{i<k} \alpha_{PF}(\eta\mu_i)(g^\top u_i)\,u_i
+              \; - \; \big(r + \tfrac\eta2 P H r\big), \qquad r = P g, \quad P = I - U_kU_k^\top,
+
+    with the top eigenpairs from Lanczos (:func:`dyncore.top_eigenpairs`, ``num_iters``
+    Hessian-vector products). **Remainder treatment**: on the complement of the top ``k``
+    eigenvectors the PF coefficient is replaced by its Taylor polynomial, :math:`-(1 + z/2)` (IGR,
+    ``remainder="igr"``, one extra HVP) or :math:`-1` (gradient flow, ``remainder="gf"``). With
+    :math:`\zeta = \eta\max_{i\ge k}|\mu_i| < 1` the per-mode coefficient error is at most
+    :math:`\zeta^2/(3(1-\zeta))` (IGR) or :math:`\zeta/(2(1-\zeta))` (GF), times
+    :math:`\|r\|`. Choose ``k`` so that every curvature with :math:`\eta|\mu| \gtrsim 0.1`,
+    including large *negative* ones (Lanczos returns the largest algebraic eigenvalues), is among
+    the top ``k``. Real parameters only (Lanczos assumes a symmetric real Hessian).
+
+    Args:
+      loss: scalar loss.
+      eta: learning rate.
+      lam: weight decay.
+      k: number of exact eigendirections.
+      num_iters: Lanczos iterations (``>= k``).
+      remainder: ``"igr"`` or ``"gf"``.
+      key: PRNG key of Lanczos' random start (fixed by default, so the field is deterministic).
+
+    Returns:
+      ``field(theta) -> theta_dot`` (complex leaves).
+
+    Raises:
+      ValueError: for invalid hyper-parameters, an unknown ``remainder``, or complex parameters.
+    """
+    check_hparams(eta=eta, lam=lam)
+    k = check_positive_int("k", k)
+    num_iters = check_positive_int("num_iters", num_iters)
+    if remainder not in ("igr", "gf"):
+        raise ValueError(f"remainder must be 'igr' or 'gf', got {remainder!r}")
+    loss_lam = _with_decay(loss, lam)
+
+    def field(theta):
+        if _is_complex(theta):
+            raise ValueError("principal_field_topk needs real parameters; use principal_field")
+        flat, unravel = ravel_pytree(theta)
+        ep = top_eigenpairs(loss_lam, theta, k, num_iters=num_iters, key=key)
+        U = ep.vectors
+        g = ravel_pytree(jax.grad(loss_lam)(theta))[0]
+        c = U.T @ g
+        top = U @ (alpha_pf(eta * ep.values) * c)
+        r = g - U @ c
+        rest = -r
+        if remainder == "igr":
+            hr = ravel_pytree(hvp(loss_lam, theta, unravel(r)))[0]
+            rest = rest - 0.5 * eta * (hr - U @ (U.T @ hr))
+        return _complex_unravel(theta)(top + rest)
+
+    return field
+
+
+def _rk4(field: Field, y0: Params, ts: jax.Array, substeps: int, max_norm: float) -> FlowSolution:
+    """Classical RK4 with ``substeps`` equal steps between consecutive save times."""
+
+    def axpy(y, k, h):
+        return _tmap(lambda a, b: a + h * b, y, k)
+
+    nodes = jnp.array([0.0, 0.5, 0.5, 1.0])  # k_s = f(y + nodes[s] h k_{s-1})
+    weights = jnp.array([1.0, 2.0, 2.0, 1.0]) / 6
+
+    def step(y, h):
+        # the four stages in a scan, so that the field is traced (and compiled) once, not four times
+        def stage(carry, node_weight):
+            k, acc = carry
+            k = field(axpy(y, k, node_weight[0] * h))
+            return (k, axpy(acc, k, node_weight[1])), None
+
+        zero = _tmap(jnp.zeros_like, y)
+        (_, acc), _ = jax.lax.scan(stage, (zero, zero), jnp.stack([nodes, weights], axis=1))
+        return axpy(y, acc, h)
+
+    def interval(y, t01):
+        h = (t01[1] - t01[0]) / substeps
+        y = jax.lax.fori_loop(0, substeps, lambda i, y: step(y, h), y)
+        return y, y
+
+    _, ys = jax.lax.scan(interval, y0, jnp.stack([ts[:-1], ts[1:]], axis=1))
+    ys = _tmap(lambda a, b: jnp.concatenate([a[None], b]), y0, ys)
+    leaves = jax.tree_util.tree_leaves(ys)
+    sq = sum(jnp.sum(jnp.abs(x.reshape(x.shape[0], -1)) ** 2, axis=1) for x in leaves)
+    good = jnp.cumprod((jnp.isfinite(sq) & (sq <= max_norm**2)).astype(jnp.int32)).astype(bool)
+    n_good = jnp.sum(good)
+    last = jnp.maximum(n_good - 1, 0)
+    ys = _tmap(lambda y: jnp.where(good.reshape((-1,) + (1,) * (y.ndim - 1)), y, y[last]), ys)
+    return FlowSolution(ts, ys, jnp.where(n_good < ts.shape[0], n_good, -1))
+
+
+def integrate_complex(field: Field, y0: Params, ts: ArrayLike, *, dt: float | None = None,
+                      substeps: int | None = None, max_steps: int = 1 << 16,
+                      max_norm: float = 1e8) -> FlowSolution:
+    r"""Integrate a complex flow :math:`\dot\theta = f(\theta)` with fixed steps.
+
+    Two methods, chosen by which step argument is given:
+
+    * ``dt``: :func:`dyncore.integrate` (diffrax, Tsit5, fixed steps ``dt``) on the real pair
+      :math:`(x, y)`, :math:`\theta = x + iy`, with :math:`\dot x = \mathrm{Re}\,f`,
+      :math:`\dot y = \mathrm{Im}\,f` — how diffrax recommends handling complex states;
+    * ``substeps``: the classical fourth-order Runge–Kutta method with ``substeps`` equal steps
+      between consecutive save times, on the complex state directly, in a ``lax.scan``. No diffrax:
+      it compiles several times faster, which matters when a field is expensive to trace (a
+      dense Hessian and ``eig`` per evaluation).
+
+    A PF field is stiff near :math:`\eta\mu = 1` (rate :math:`\log|1-\eta\mu|/\eta`): take the
+    step well below :math:`1/|\kappa|` and check that halving it leaves the result unchanged.
+    States that become non-finite or larger than ``max_norm`` are reported in ``diverged_at`` and
+    frozen, as in :func:`dyncore.integrate`.
+
+    Args:
+      field: ``theta -> theta_dot`` on complex pytrees (e.g. :func:`principal_field`).
+      y0: start (real leaves are promoted to complex).
+      ts: save times (increasing).
+      dt: Tsit5 step (exactly one of ``dt`` and ``substeps``).
+      substeps: RK4 steps per save interval (a static positive integer).
+      max_steps: bound on the Tsit5 steps.
+      max_norm: bound beyond which the flow counts as diverged.
+
+    Returns:
+      A :class:`dyncore.FlowSolution` whose ``ys`` are complex.
+
+    Raises:
+      ValueError: unless exactly one of ``dt`` and ``substeps`` is given.
+    """
+    if (dt is None) == (substeps is None):
+        raise ValueError("give exactly one of dt (Tsit5) and substeps (RK4)")
+    y0 = _tmap(_complex, y0)
+    if substeps is not None:
+        substeps = check_positive_int("substeps", substeps)
+        return _rk4(field, y0, jnp.asarray(ts, dtype=jnp.result_type(float)), substeps, max_norm)
+
+    def split(z):
+        return _tmap(jnp.real, z), _tmap(jnp.imag, z)
+
+    def join(re, im):
+        return _tmap(lambda a, b: a + 1j * b, re, im)
+
+    def real_field(y):
+        return split(field(join(*y)))
+
+    sol = integrate(real_field, split(y0), ts, dt=dt, max_steps=max_steps, max_norm=max_norm)
+    return FlowSolution(sol.ts, join(*sol.ys), sol.diverged_at)
+
+
+def integrate_flows(fields: dict[str, Field], y0: Params, ts: ArrayLike, *,
+                    dt: float | None = None, substeps: int | None = None,
+                    max_steps: int = 1 << 16, max_norm: float = 1e8) -> FlowSolution:
+    """Integrate several complex-capable flows from the same start side by side, in one solve.
+
+    The state is a dict ``{name: theta}`` and the joint field applies ``fields[name]`` to each
+    entry, so one compilation serves every flow (see :func:`integrate_complex` for the methods:
+    Tsit5 with ``dt``, RK4 with ``substeps``). Use it to compare flows, e.g. the
+    :func:`alpha_field` family, with GD.
+
+    Returns:
+      A :class:`dyncore.FlowSolution` whose ``ys`` is a dict of complex paths; ``diverged_at``
+      is the first save index at which any of the flows left the bounds.
+    """
+    y0s = {name: y0 for name in fields}
+
+    def joint(y):
+        return {name: f(y[name]) for name, f in fields.items()}
+
+    return integrate_complex(joint, y0s, ts, dt=dt, substeps=substeps, max_steps=max_steps,
+                             max_norm=max_norm)
+
+
+def principal_flow_quadratic(A: ArrayLike, theta0: ArrayLike, ts: ArrayLike, *, eta, lam=0.0,
+                             b: ArrayLike | None = None) -> jax.Array:
+    r"""Closed-form PF on the quadratic :math:`L = \tfrac12\theta^\top A\theta - b^\top\theta`.
+
+    With :math:`J = A + \lambda I = \sum_i \mu_i u_i u_i^\top`, :math:`\kappa_i = \tfrac1\eta
+    \log(1 - \eta\mu_i)` (:func:`pf_rate`), :math:`c_i = u_i^\top\theta` and
+    :math:`\beta_i = u_i^\top b`,
+
+    .. math:: c_i(t) = e^{\kappa_i t} c_i(0) + \frac{\beta_i}{\mu_i}\big(1 - e^{\kappa_i t}\big)
+              \quad\Big(\to c_i(0) + t\beta_i \text{ for } \mu_i = 0\Big).
+
+    This is the corrected form of Remark 3.1 of Rosca et al. (2023), whose printed affine term is
+    only the :math:`\mu_i \to 0` limit. At :math:`t = n\eta`,
+    :math:`e^{\kappa_i t} = (1 - \eta\mu_i)^n`, so the PF passes through every GD iterate, for
+    every :math:`\eta`; between iterates it is complex when :math:`\eta\mu_i > 1`. At
+    :math:`\eta\mu_i = 1` exactly, :math:`e^{\kappa_i t} = 0` for :math:`t > 0`.
+    :func:`dyncore.log_flow_quadratic` is the real special case :math:`\eta\mu_i < 1`,
+    :math:`b = 0`.
+
+    Args:
+      A: symmetric ``(d, d)`` matrix (symmetrised).
+      theta0: ``(d,)`` start.
+      ts: times.
+      eta: learning rate.
+      lam: weight decay.
+      b: optional linear term (the sign convention of :func:`dyncore.quadratic`).
+
+    Returns:
+      Complex ``(len(ts), d)`` array.
+
+    Raises:
+      ValueError: if ``eta <= 0`` or ``lam < 0``.
+    """
+    check_hparams(eta=eta, lam=lam)
+    A = jnp.asarray(A, dtype=jnp.result_type(float))
+    b = jnp.zeros(A.shape[0], A.dtype) if b is None else jnp.asarray(b, A.dtype)
+    ts = jnp.atleast_1d(jnp.asarray(ts, dtype=A.dtype))
+    return _pf_quadratic(A, jnp.asarray(theta0, A.dtype), ts, eta, lam, b)
+
+
+@jax.jit
+def _pf_quadratic(A, theta0, ts, eta, lam, b):
+    J = 0.5 * (A + A.T) + lam * jnp.eye(A.shape[0], dtype=A.dtype)
+    mu, U = jnp.linalg.eigh(J)
+    ts = ts[:, None]
+    kappa = (mu * _alpha_pf(eta * mu, principal_branch=False))[None, :]
+    singular = jnp.abs(1 - eta * mu)[None, :] < SINGULAR_GUARD
+    decay = jnp.where(singular, (ts == 0).astype(kappa.dtype), jnp.exp(kappa * ts))
+    mu_s = jnp.where(mu == 0, 1.0, mu)[None, :]
+    q = jnp.where(mu[None, :] == 0, ts, (1 - decay) / mu_s)  # (1 - e^{κt})/μ, → t at μ = 0
+    c = (U.T @ theta0)[None, :] * decay + (U.T @ b)[None, :] * q
+    return c @ U.T.astype(c.dtype)
+
+
+# --------------------------------------------------------------------------- sharpness tracking
+class SharpnessTrace(NamedTuple):
+    """Top Hessian eigenpair along a trajectory, from :func:`track_sharpness`.
+
+    Attributes:
+      values: ``(n,)`` sharpness :math:`\\mu_0(\\theta_k)` (largest eigenvalue).
+      vectors: ``(n, d)`` unit top eigenvectors over the flattened parameters, with signs chosen
+        continuous along the path (each has a non-negative overlap with the previous one).
+      residuals: ``(n,)`` :math:`\\|Hu - \\mu_0 u\\|`, the accuracy of each pair.
+    """
+
+    values: jax.Array
+    vectors: jax.Array
+    residuals: jax.Array
+
+
+def track_sharpness(loss: Loss, path: Params, *, lam=0.0, num_iters: int = 10,
+                    v0: jax.Array | None = None, key: jax.Array | None = None) -> SharpnessTrace:
+    r"""Sharpness :math:`\mu_0 = \lambda_{\max}(\nabla^2 L_\lambda)` at every iterate of a path.
+
+    One ``lax.scan`` over the iterates; at each it runs ``num_iters`` Lanczos steps
+    (:func:`dyncore.top_eigenpairs`, matrix-free, ``num_iters + 1`` Hessian-vector products)
+    **warm-started** from the previous iterate's top eigenvector. Consecutive GD iterates have
+    nearby Hessians, so a few iterations suffice where a cold start needs dozens. Lanczos returns
+    the largest *algebraic* eigenvalue (power iteration would return the largest in modulus, which
+    can be a negative one). Check ``residuals``.
+
+    Args:
+      loss: scalar loss.
+      path: iterates stacked on a leading axis (e.g. ``dc.run(...).params``).
+      lam: weight decay (adds :math:`\lambda` to every eigenvalue).
+      num_iters: Lanczos iterations per iterate.
+      v0: optional flat start vector for the first iterate. Without it the first iterate gets a
+        cold start from a random vector: Lanczos is restarted there until at least 40 iterations
+        have been spent (inside the same scan, so nothing extra is compiled).
+      key: PRNG key of that random vector.
+
+    Returns:
+      A :class:`SharpnessTrace`.
+
+    Raises:
+      ValueError: if ``lam < 0`` or ``num_iters`` is not a positive integer.
+    """
+    check_hparams(lam=lam)
+    num_iters = check_positive_int("num_iters", num_iters)
+    loss_lam = _with_decay(loss, lam)
+    first = _tmap(lambda x: x[0], path)
+    flat0 = ravel_pytree(first)[0]
+    warmup = 0
+    if v0 is None:  # cold start: restart Lanczos `warmup` times at the first iterate
+        key = jax.random.PRNGKey(0) if key is None else key
+        v0 = jax.random.normal(key, flat0.shape, flat0.dtype)
+        warmup = max(1, -(-40 // num_iters))  # at least 40 iterations in all
+        path = _tmap(lambda x: jnp.concatenate([jnp.repeat(x[:1], warmup, axis=0), x]), path)
+    v0 = jnp.asarray(v0, flat0.dtype)
+
+    def step(v, params):
+        ep = top_eigenpairs(loss_lam, params, 1, num_iters=num_iters, v0=v)
+        u = ep.vectors[:, 0]
+        u = jnp.where(jnp.vdot(u, v) < 0, -u, u)
+        return u, (ep.values[0], u, ep.residuals[0])
+
+    _, (values, vectors, residuals) = jax.lax.scan(step, v0, path)
+    return SharpnessTrace(values[warmup:], vectors[warmup:], residuals[warmup:])
+
+
+# --------------------------------------------------------------------------------- drift and DAL
+def hvp_fd(loss: Loss, params: Params, v: Params, eps: float) -> Params:
+    r"""Finite-difference Hessian-vector product, :math:`Hv \approx (\nabla L(\theta + \epsilon v)
+    - \nabla L(\theta))/\epsilon`.
+
+    The estimator Rosca et al. (2023, Section 6) take from Geiping et al. (2021) for the drift
+    term :math:`Hg` (with :math:`v = g`); it costs one extra gradient and has error
+    :math:`O(\epsilon\|v\|^2)`. The released code uses :math:`\epsilon = 0.01/\|g\|`.
+    """
+    grad = jax.grad(loss)
+    shifted = _tmap(lambda p, w: p + eps * w, params, v)
+    return _tmap(lambda a, b: (a - b) / eps, grad(shifted), grad(params))
+
+
+def _check_dal(p, max_lr) -> None:
+    for name, value, ok in (("p", p, lambda x: x >= 0), ("max_lr", max_lr, lambda x: x > 0)):
+        if is_concrete(value) and not (np.isfinite(float(value)) and ok(float(value))):
+            bound = ">= 0" if name == "p" else "> 0"
+            raise ValueError(f"{name} must be {bound}, got {float(value):g}")
+
+
+def _dal_from_grad(loss: Loss, params: Params, g: Params, p, max_lr) -> jax.Array:
+    gn = jnp.sqrt(sum(jnp.sum(x**2) for x in jax.tree_util.tree_leaves(g)))
+    ghat = _tmap(lambda x: x / jnp.where(gn > 0, gn, 1.0), g)
+    hg = hvp(loss, params, ghat)
+    v = jnp.sqrt(sum(jnp.sum(x**2) for x in jax.tree_util.tree_leaves(hg)))
+    return 2.0 / jnp.maximum(v**p, 2.0 / max_lr)
+
+
+def dal_rate(loss: Loss, params: Params, p=1.0, *, max_lr=5.0) -> jax.Array:
+    r"""The drift-adjusted learning rate, Rosca et al. (2023) Eq. (18)–(19), capped.
+
+    .. math:: \eta_p(\theta) = \min\Big(\frac{2}{\|H\hat g\|^{p}},\ \eta_{\max}\Big),
+              \qquad \hat g = g/\|g\|,
+
+    computed with one forward-over-reverse Hessian-vector product. At :math:`g = 0` the rate is
+    the cap. See :func:`scale_by_dal` for the caveats.
+
+    Args:
+      loss: scalar loss (include any weight decay in it).
+      params: the point.
+      p: the power :math:`p \ge 0` (DAL-:math:`p`; ``p=1`` is DAL).
+      max_lr: cap :math:`\eta_{\max} > 0` (the released code uses 5).
+    """
+    _check_dal(p, max_lr)
+    return _dal_from_grad(loss, params, jax.grad(loss)(params), p, max_lr)
+
+
+class ScaleByDalState(NamedTuple):
+    """State of :func:`scale_by_dal`: ``lr``, the rate used at the last step."""
+
+    lr: jax.Array
+
+
+def scale_by_dal(loss: Loss, p=1.0, *, max_lr=5.0) -> optax.GradientTransformation:
+    r"""Optax transformation multiplying the gradient by the drift-adjusted rate :func:`dal_rate`.
+
+    ``update(grads, state, params)`` needs ``params`` and expects ``grads`` to be the gradient of
+    ``loss`` at ``params``; it spends one Hessian-vector product on :math:`H\hat g` and returns
+    :math:`\eta_p(\theta)\,g` (a positive scaling: chain it with ``optax.scale(-1)``, or use
+    :func:`dal`). The rate used is kept in the state.
+
+    Caveats (Rosca et al. 2023, Section 6; the book's chapter on the principal flow):
+
+    * on a quadratic :math:`\|H\hat g\| \le \mu_{\max}`, so DAL-1 always has
+      :math:`\eta\mu_{\max} \ge 2`, with equality only when :math:`g \parallel u_0`: the component
+      along the top eigenvector never shrinks and the loss does not go to zero;
+    * DAL-1 is invariant under :math:`L \to cL`; DAL-:math:`p` with :math:`p \ne 1` is not
+      (:math:`\eta_p \propto c^{-p}` while the stable step scales as :math:`c^{-1}`);
+    * the cap matters: near a critical point :math:`H\hat g` can be small;
+    * the momentum variant's constant (Eq. 21 prints :math:`1/(2\|\cdot\|)`) is uncertain.
+    """
+    _check_dal(p, max_lr)
+
+    def init_fn(params):
+        del params
+        return ScaleByDalState(lr=jnp.zeros(()))
+
+    def update_fn(updates, state, params=None):
+        if params is None:
+            raise ValueError("scale_by_dal needs params in update (for the Hessian-vector product)")
+        lr = _dal_from_grad(loss, params, updates, p, max_lr)
+        return _tmap(lambda u: lr * u, updates), ScaleByDalState(lr=lr)
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+def dal(loss: Loss, p=1.0, *, beta=0.0, max_lr=5.0, lam=0.0) -> optax.GradientTransformation:
+    r"""GD (or heavy ball) with the drift-adjusted learning rate, as an optax optimizer.
+
+    .. math:: m_{k+1} = \beta m_k + \eta_p(\theta_k)\, g_k, \qquad
+              \theta_{k+1} = \theta_k - m_{k+1},
+
+    with :math:`g = \nabla L_\lambda` and :math:`\eta_p` from :func:`dal_rate` on :math:`L_\lambda`
+    (Rosca et al. 2023, Eq. 18–20). ``beta = 0`` is DAL-:math:`p` for GD. Use with
+    :func:`dyncore.run`.
+
+    Raises:
+      ValueError: for ``p < 0``, ``max_lr <= 0``, ``beta`` outside ``[0, 1)`` or ``lam < 0``.
+    """
+    check_hparams(beta=beta, lam=lam)
+    return optax.chain(
+        optax.add_decayed_weights(lam),
+        scale_by_dal(_with_decay(loss, lam), p, max_lr=max_lr),
+        optax.trace(decay=beta),
+        optax.scale(-1.0),
+    )
+
+
+# ---------------------------------------------------------------------------- momentum extension
+def heavy_ball_spectral_radius(z: ArrayLike, beta) -> jax.Array:
+    r"""Largest :math:`|r|` over the roots of :math:`r^2 - (1 + \beta - z)r + \beta = 0`.
+
+    Heavy ball on a quadratic mode with :math:`z = \eta\mu` multiplies the state
+    :math:`(\theta_k, \theta_{k-1})` by a matrix with these eigenvalues; it converges iff the
+    radius is below 1, i.e. iff :math:`0 < z < 2(1 + \beta)` (for :math:`0 \le \beta < 1`).
+
+    Raises:
+      ValueError: if ``beta`` is not in ``[0, 1)``.
+    """
+    check_hparams(beta=beta)
+    return _hb_radius(jnp.asarray(z, dtype=jnp.result_type(float)), beta)
+
+
+@jax.jit
+def _hb_radius(z, beta):
+    a = _complex(1 + beta - z)
+    disc = jnp.sqrt(a * a - 4 * beta)
+    return jnp.maximum(jnp.abs(a + disc), jnp.abs(a - disc)) / 2
+
+
+def heavy_ball_log_flow(A: ArrayLike, theta0: ArrayLike, ts: ArrayLike, *, eta, beta,
+                        lam=0.0) -> jax.Array:
+    r"""Exact continuous flow through every heavy-ball iterate on a quadratic (an extension).
+
+    Not in Rosca et al. (2023), who give no principal flow for momentum; the book derives it. On
+    each eigendirection of :math:`J = A + \lambda I` (curvature :math:`\mu`), heavy ball
+    :math:`\theta_{k+1} = \theta_k - \eta\mu\theta_k + \beta(\theta_k - \theta_{k-1})` is
+    :math:`s_{k+1} = M s_k` with :math:`s_k = (\theta_k, \theta_{k-1})` and
+
+    .. math:: M = \begin{pmatrix} 1 + \beta - \eta\mu & -\beta \\ 1 & 0 \end{pmatrix},
+              \qquad \dot s = \tfrac1\eta \operatorname{Log}(M)\, s,
+              \qquad s(t) = M^{t/\eta} s_0 .
+
+    :math:`M^{t/\eta}` is evaluated from the eigenvalues :math:`r_{1,2}` of :math:`M` by the
+    two-point formula :math:`f(M) = f(r_2) I + f[r_1, r_2](M - r_2 I)` with
+    :math:`f(r) = e^{(t/\eta)\operatorname{Log} r}` (a derivative for :math:`r_1 \approx r_2`, where
+    :math:`M` can be a Jordan block), so :math:`s(n\eta) = M^n s_0` exactly. Started at rest,
+    :math:`s_0 = (\theta_0, \theta_0)`, as :func:`dyncore.heavy_ball`. For :math:`\beta = 0`,
+    :math:`M` is singular and :math:`\operatorname{Log} M` does not exist; the formula (with
+    :math:`0^{t/\eta} = 0` for :math:`t > 0`) then returns the principal flow of GD.
+
+    Args:
+      A: symmetric ``(d, d)`` matrix.
+      theta0: ``(d,)`` start.
+      ts: times.
+      eta: learning rate.
+      beta: momentum in ``[0, 1)``.
+      lam: weight decay.
+
+    Returns:
+      Complex ``(len(ts), d)`` array :math:`\theta(t)`; its real part at :math:`t = k\eta` is the
+      heavy-ball iterate :math:`\theta_k`.
+
+    Raises:
+      ValueError: for invalid hyper-parameters.
+    """
+    check_hparams(eta=eta, beta=beta, lam=lam)
+    A = jnp.asarray(A, dtype=jnp.result_type(float))
+    ts = jnp.atleast_1d(jnp.asarray(ts, dtype=A.dtype))
+    return _hb_log_flow(A, jnp.asarray(theta0, A.dtype), ts, eta, beta, lam)
+
+
+@jax.jit
+def _hb_log_flow(A, theta0, ts, eta, beta, lam):
+    J = 0.5 * (A + A.T) + lam * jnp.eye(A.shape[0], dtype=A.dtype)
+    mu, U = jnp.linalg.eigh(J)
+    c0 = U.T @ theta0
+    n = (ts / eta)[:, None]  # t / eta
+    a = _complex(1 + beta - eta * mu)[None, :]
+    disc = jnp.sqrt(a * a - 4 * beta)
+    r1, r2 = (a + disc) / 2, (a - disc) / 2
+
+    def power(r):
+        rs = jnp.where(r == 0, 1.0, r)
+        return jnp.where(r == 0, (n == 0).astype(r.dtype), jnp.exp(n * jnp.log(rs)))
+
+    close = jnp.abs(r1 - r2) < 1e-6 * jnp.maximum(1.0, jnp.abs(r1))
+    rbar = 0.5 * (r1 + r2)
+    rbar_s = jnp.where(rbar == 0, 1.0, rbar)
+    deriv = jnp.where(rbar == 0, (n == 1).astype(rbar.dtype), n * power(rbar) / rbar_s)
+    diff = jnp.where(close, 1.0, r1 - r2)
+    divided = jnp.where(close, deriv, (power(r1) - power(r2)) / diff)
+    coeff = power(r2) + divided * (a - r2 - beta)
+    return (coeff * c0[None, :]) @ U.T.astype(coeff.dtype)
