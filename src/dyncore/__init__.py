@@ -11,6 +11,28 @@ Everything runs on the CPU by default and unchanged on a GPU. Numerical checks n
 call ``jax.config.update("jax_enable_x64", True)`` before creating arrays.
 """
 
+from .adaptive import (
+    Tracking,
+    adam_field,
+    adam_field_eps_outside,
+    adamw,
+    adamw_field,
+    drift_constant,
+    drift_factor,
+    ema_lag,
+    integrate_pieces,
+    last_iterate,
+    minibatch_field,
+    one_norm_grad,
+    one_norm_weight,
+    penalises,
+    perturbed_one_norm,
+    plain_field,
+    rmsprop_field,
+    sign_threshold,
+    step_residual,
+    tracking_errors,
+)
 from .checks import CheckResult, check, check_bound, check_slope, fit_slope, rel_error
 from .curvature import Eigenpairs, hessian, hessian_eigh, hvp, sharpness, top_eigenpairs
 from .figures import Slider, SliderFigure, mark_divergence, slider_figure, valid_prefix
@@ -119,5 +141,9 @@ __all__ = [
     "third_order_term", "integrate_complex", "integrate_flows", "principal_flow_quadratic",
     "SharpnessTrace", "track_sharpness", "hvp_fd", "dal_rate", "ScaleByDalState", "scale_by_dal",
     "dal", "heavy_ball_log_flow", "heavy_ball_spectral_radius",
+    "ema_lag", "drift_factor", "drift_constant", "one_norm_weight", "penalises", "sign_threshold",
+    "perturbed_one_norm", "one_norm_grad", "plain_field", "adam_field", "rmsprop_field",
+    "minibatch_field", "adamw", "adamw_field", "adam_field_eps_outside", "integrate_pieces",
+    "Tracking", "tracking_errors", "last_iterate", "step_residual",
     "check_hparams",
 ]
