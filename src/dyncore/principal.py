@@ -340,7 +340,7 @@ def principal_field_topk(loss: Loss, eta, lam=0.0, *, k: int = 1, num_iters: int
     .. math:: \dot\theta = \sum_{i<k} \alpha_{PF}(\eta\mu_i)(g^\top u_i)\,u_i
               \; - \; \big(r + \tfrac\eta2 P H r\big), \qquad r = P g, \quad P = I - U_kU_k^\top,
 
-    with the top eigenpairs from Lanczos (:func:`dyncore.top_eigenpairs`, ``num_iters``
+    with the top eigenpairs from Lanczos (:func:`dyncore.curvature.top_eigenpairs`, ``num_iters``
     Hessian-vector products). **Remainder treatment**: on the complement of the top ``k``
     eigenvectors the PF coefficient is replaced by its Taylor polynomial, :math:`-(1 + z/2)` (IGR,
     ``remainder="igr"``, one extra HVP) or :math:`-1` (gradient flow, ``remainder="gf"``). With
@@ -434,7 +434,7 @@ def integrate_complex(field: Field, y0: Params, ts: ArrayLike, *, dt: float | No
 
     Two methods, chosen by which step argument is given:
 
-    * ``dt``: :func:`dyncore.integrate` (diffrax, Tsit5, fixed steps ``dt``) on the real pair
+    * ``dt``: :func:`dyncore.flows.integrate` (diffrax, Tsit5, fixed steps ``dt``) on the real pair
       :math:`(x, y)`, :math:`\theta = x + iy`, with :math:`\dot x = \mathrm{Re}\,f`,
       :math:`\dot y = \mathrm{Im}\,f` — how diffrax recommends handling complex states;
     * ``substeps``: the classical fourth-order Runge–Kutta method with ``substeps`` equal steps
@@ -445,7 +445,7 @@ def integrate_complex(field: Field, y0: Params, ts: ArrayLike, *, dt: float | No
     A PF field is stiff near :math:`\eta\mu = 1` (rate :math:`\log|1-\eta\mu|/\eta`): take the
     step well below :math:`1/|\kappa|` and check that halving it leaves the result unchanged.
     States that become non-finite or larger than ``max_norm`` are reported in ``diverged_at`` and
-    frozen, as in :func:`dyncore.integrate`.
+    frozen, as in :func:`dyncore.flows.integrate`.
 
     Args:
       field: ``theta -> theta_dot`` on complex pytrees (e.g. :func:`principal_field`).
@@ -457,7 +457,7 @@ def integrate_complex(field: Field, y0: Params, ts: ArrayLike, *, dt: float | No
       max_norm: bound beyond which the flow counts as diverged.
 
     Returns:
-      A :class:`dyncore.FlowSolution` whose ``ys`` are complex.
+      A :class:`dyncore.flows.FlowSolution` whose ``ys`` are complex.
 
     Raises:
       ValueError: unless exactly one of ``dt`` and ``substeps`` is given.
@@ -493,7 +493,7 @@ def integrate_flows(fields: dict[str, Field], y0: Params, ts: ArrayLike, *,
     :func:`alpha_field` family, with GD.
 
     Returns:
-      A :class:`dyncore.FlowSolution` whose ``ys`` is a dict of complex paths; ``diverged_at``
+      A :class:`dyncore.flows.FlowSolution` whose ``ys`` is a dict of complex paths; ``diverged_at``
       is the first save index at which any of the flows left the bounds.
     """
     y0s = {name: y0 for name in fields}
@@ -521,7 +521,7 @@ def principal_flow_quadratic(A: ArrayLike, theta0: ArrayLike, ts: ArrayLike, *, 
     :math:`e^{\kappa_i t} = (1 - \eta\mu_i)^n`, so the PF passes through every GD iterate, for
     every :math:`\eta`; between iterates it is complex when :math:`\eta\mu_i > 1`. At
     :math:`\eta\mu_i = 1` exactly, :math:`e^{\kappa_i t} = 0` for :math:`t > 0`.
-    :func:`dyncore.log_flow_quadratic` is the real special case :math:`\eta\mu_i < 1`,
+    :func:`dyncore.flows.log_flow_quadratic` is the real special case :math:`\eta\mu_i < 1`,
     :math:`b = 0`.
 
     Args:
@@ -530,7 +530,7 @@ def principal_flow_quadratic(A: ArrayLike, theta0: ArrayLike, ts: ArrayLike, *, 
       ts: times.
       eta: learning rate.
       lam: weight decay.
-      b: optional linear term (the sign convention of :func:`dyncore.quadratic`).
+      b: optional linear term (the sign convention of :func:`dyncore.problems.quadratic`).
 
     Returns:
       Complex ``(len(ts), d)`` array.
@@ -580,7 +580,7 @@ def track_sharpness(loss: Loss, path: Params, *, lam=0.0, num_iters: int = 10,
     r"""Sharpness :math:`\mu_0 = \lambda_{\max}(\nabla^2 L_\lambda)` at every iterate of a path.
 
     One ``lax.scan`` over the iterates; at each it runs ``num_iters`` Lanczos steps
-    (:func:`dyncore.top_eigenpairs`, matrix-free, ``num_iters + 1`` Hessian-vector products)
+    (:func:`dyncore.curvature.top_eigenpairs`, matrix-free, ``num_iters + 1`` Hessian-vector products)
     **warm-started** from the previous iterate's top eigenvector. Consecutive GD iterates have
     nearby Hessians, so a few iterations suffice where a cold start needs dozens. Lanczos returns
     the largest *algebraic* eigenvalue (power iteration would return the largest in modulus, which
@@ -720,7 +720,7 @@ def dal(loss: Loss, p=1.0, *, beta=0.0, max_lr=5.0, lam=0.0) -> optax.GradientTr
 
     with :math:`g = \nabla L_\lambda` and :math:`\eta_p` from :func:`dal_rate` on :math:`L_\lambda`
     (Rosca et al. 2023, Eq. 18–20). ``beta = 0`` is DAL-:math:`p` for GD. Use with
-    :func:`dyncore.run`.
+    :func:`dyncore.optimizers.run`.
 
     Raises:
       ValueError: for ``p < 0``, ``max_lr <= 0``, ``beta`` outside ``[0, 1)`` or ``lam < 0``.
@@ -773,7 +773,7 @@ def heavy_ball_log_flow(A: ArrayLike, theta0: ArrayLike, ts: ArrayLike, *, eta, 
     two-point formula :math:`f(M) = f(r_2) I + f[r_1, r_2](M - r_2 I)` with
     :math:`f(r) = e^{(t/\eta)\operatorname{Log} r}` (a derivative for :math:`r_1 \approx r_2`, where
     :math:`M` can be a Jordan block), so :math:`s(n\eta) = M^n s_0` exactly. Started at rest,
-    :math:`s_0 = (\theta_0, \theta_0)`, as :func:`dyncore.heavy_ball`. For :math:`\beta = 0`,
+    :math:`s_0 = (\theta_0, \theta_0)`, as :func:`dyncore.optimizers.heavy_ball`. For :math:`\beta = 0`,
     :math:`M` is singular and :math:`\operatorname{Log} M` does not exist; the formula (with
     :math:`0^{t/\eta} = 0` for :math:`t > 0`) then returns the principal flow of GD.
 
