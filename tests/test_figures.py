@@ -193,6 +193,28 @@ def test_time_update_is_positive(one_slider):
     assert counter["traces"] == 1
 
 
+def test_three_sliders_index_frames_row_major_and_show_three_inputs():
+    """With three sliders the JS index (i * n1 + j) * n2 + k must match the frame order."""
+
+    def compute(a, b, c):
+        return 100 * a + 10 * b + c
+
+    def draw(ax, result, **hp):
+        ax.set_title(f"{float(result):.0f}")
+
+    sliders = [dc.Slider("a", [1.0, 2.0]), dc.Slider("b", [1.0, 2.0, 3.0]), dc.Slider("c", [1.0, 2.0])]
+    fig = dc.slider_figure(compute, draw, sliders, figsize=(1.5, 1), dpi=30)
+    assert len(fig.grid_points) == 12
+    i, j, k = 1, 2, 0
+    assert fig.grid_points[(i * 3 + j) * 2 + k] == {"a": 2.0, "b": 3.0, "c": 1.0}
+    np.testing.assert_array_equal(
+        _pixels(base64.b64decode(fig.frames[(i * 3 + j) * 2 + k])), _pixels(fig.render(a=2.0, b=3.0, c=1.0))
+    )
+    page = fig.html()
+    assert page.count('<input type="range"') == 3
+    assert "idx=idx*shape[i]+parseInt(inputs[i].value)" in page and "[2, 3, 2]" in page
+
+
 # ----------------------------------------------------------------------------- MIME bundle
 def test_mimebundle_static_only(one_slider, monkeypatch):
     fig, _ = one_slider

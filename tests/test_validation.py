@@ -166,7 +166,7 @@ def _loss(theta):
         (lambda: dc.log_flow_quadratic(np.eye(2), np.ones(2), [0.0], eta=0.1, lam=-1.0), "lam must be >= 0"),
         (lambda: dc.Slider("eta", [-0.1, 0.1]), "eta must be > 0"),
         (lambda: dc.Slider("x", [0.1]), "at least two grid values"),
-        (lambda: dc.slider_figure(lambda eta: eta, lambda f, r, **k: None, []), "one or two sliders"),
+        (lambda: dc.slider_figure(lambda eta: eta, lambda f, r, **k: None, []), "1 to 4 sliders"),
         (
             lambda: dc.slider_figure(
                 lambda eta: eta, lambda f, r, **k: None, [dc.Slider("eta", [0.1, 0.2])] * 2
@@ -177,9 +177,17 @@ def _loss(theta):
             lambda: dc.slider_figure(
                 lambda **k: 0.0,
                 lambda f, r, **k: None,
-                [dc.Slider("a", [0, 1]), dc.Slider("b", [0, 1]), dc.Slider("c", [0, 1])],
+                [dc.Slider(n, [0, 1]) for n in "abcde"],
             ),
-            "one or two sliders",
+            "1 to 4 sliders, got 5",
+        ),
+        (
+            lambda: dc.slider_figure(
+                lambda **k: 0.0,
+                lambda f, r, **k: None,
+                [dc.Slider(n, np.arange(6.0)) for n in "abc"],
+            ),
+            "216 static frames; at most 150",
         ),
         (lambda: dc.run(dc.gd(0.1), _loss, jnp.ones(2), 0), "n_steps must be a positive integer, got 0"),
         (lambda: dc.run(dc.gd(0.1), _loss, jnp.ones(2), 5, max_norm=0.0), "max_norm must be > 0"),

@@ -12,7 +12,7 @@ The returned :class:`SliderFigure` displays as
 * **live sliders** (ipywidgets) in Jupyter, Colab or VS Code, where each move recomputes and
   redraws (a PNG into an ``Image`` widget, so no interactive matplotlib backend is needed); and
 * **static sliders** on the HTML page, where no kernel runs: the figure is pre-rendered at build
-  time for every combination of the sliders' grid values (one or two sliders) and switched by
+  time for every combination of the sliders' grid values (one to four sliders) and switched by
   ``<input type="range">`` controls in self-contained HTML and JavaScript (no CDN, no kernel).
 
 Both representations go in one MIME bundle: notebook front ends that know widgets show the live
@@ -44,6 +44,12 @@ from PIL import Image as PILImage
 from .validation import RANGES, check_hparams
 
 __all__ = ["Slider", "SliderFigure", "slider_figure", "valid_prefix", "mark_divergence"]
+
+MAX_SLIDERS = 4
+"""At most this many sliders per figure (the static page pre-renders the product of their grids)."""
+
+MAX_FRAMES = 150
+"""At most this many pre-rendered frames per figure (page size and build time grow with it)."""
 
 
 @dataclass(frozen=True)
@@ -286,7 +292,7 @@ def slider_figure(
     figsize: tuple[float, float] = (6.4, 3.4),
     dpi: int = 72,
 ) -> SliderFigure:
-    """Make a figure with one or two sliders that works live and on the static page.
+    """Make a figure with one to four sliders that works live and on the static page.
 
     Args:
       compute: ``compute(**hparams) -> pytree of arrays``; jitted once by this function, with every
@@ -297,7 +303,9 @@ def slider_figure(
         their artists before each frame, so ``draw`` sets limits, scales, labels and legends
         every time. For speed, give legends a fixed ``loc`` and turn off minor ticks on log
         axes. Show divergence with :func:`mark_divergence`.
-      sliders: one or two :class:`Slider` (the static page pre-renders the product of their grids).
+      sliders: one to :data:`MAX_SLIDERS` :class:`Slider` objects. The static page pre-renders
+        every combination of their grids, at most :data:`MAX_FRAMES` frames (e.g. 7 x 7, or
+        5 x 5 x 5 for three sliders, 4 x 3 x 3 x 3 for four).
       ncols, nrows: the grid of panels.
       caption: one sentence shown under the figure (say what to try).
       figsize, dpi: size of the rendered figure.
@@ -306,12 +314,19 @@ def slider_figure(
       A :class:`SliderFigure`; make it the last expression of a cell to display it.
 
     Raises:
-      ValueError: for zero or more than two sliders, duplicate names, or grid values outside the
-        valid range of a book hyper-parameter.
+      ValueError: for zero or more than :data:`MAX_SLIDERS` sliders, more than :data:`MAX_FRAMES`
+        grid combinations, duplicate names, or grid values outside the valid range of a book
+        hyper-parameter.
     """
     sliders = tuple(sliders)
-    if not 1 <= len(sliders) <= 2:
-        raise ValueError(f"slider_figure takes one or two sliders, got {len(sliders)}")
+    if not 1 <= len(sliders) <= MAX_SLIDERS:
+        raise ValueError(f"slider_figure takes 1 to {MAX_SLIDERS} sliders, got {len(sliders)}")
+    n_frames = int(np.prod([len(s.grid) for s in sliders]))
+    if n_frames > MAX_FRAMES:
+        raise ValueError(
+            f"the sliders' grids make {n_frames} static frames; at most {MAX_FRAMES} are allowed "
+            "(use fewer grid values)"
+        )
     names = [s.name for s in sliders]
     if len(set(names)) != len(names):
         raise ValueError(f"slider names must be distinct, got {names}")
