@@ -303,8 +303,8 @@ def slider_figure(
         their artists before each frame, so ``draw`` sets limits, scales, labels and legends
         every time. For speed, give legends a fixed ``loc`` and turn off minor ticks on log
         axes. Show divergence with :func:`mark_divergence`.
-      sliders: one to :data:`MAX_SLIDERS` :class:`Slider` objects. The static page pre-renders
-        every combination of their grids, at most :data:`MAX_FRAMES` frames (e.g. 7 x 7, or
+      sliders: one to ``MAX_SLIDERS`` (4) :class:`Slider` objects. The static page pre-renders
+        every combination of their grids, at most ``MAX_FRAMES`` (150) frames (e.g. 7 x 7, or
         5 x 5 x 5 for three sliders, 4 x 3 x 3 x 3 for four).
       ncols, nrows: the grid of panels.
       caption: one sentence shown under the figure (say what to try).
@@ -314,7 +314,7 @@ def slider_figure(
       A :class:`SliderFigure`; make it the last expression of a cell to display it.
 
     Raises:
-      ValueError: for zero or more than :data:`MAX_SLIDERS` sliders, more than :data:`MAX_FRAMES`
+      ValueError: for zero or more than ``MAX_SLIDERS`` (4) sliders, more than ``MAX_FRAMES`` (150)
         grid combinations, duplicate names, or grid values outside the valid range of a book
         hyper-parameter.
     """
