@@ -38,9 +38,11 @@ def _phrases(text: str) -> list[str]:
 
 def solutions(path: pathlib.Path) -> tuple[list[str], list[str], list[str]]:
     """(exercise labels, solution prose phrases, solution code lines) of one notebook."""
-    labels, prose, code = [], [], []
+    labels, prose, code, other_code = [], [], [], set()
     gated = False
     for kind, src in _cells(path):
+        if kind == "code" and not gated:
+            other_code.update(line.strip() for line in src.splitlines())
         if kind == "markdown":
             labels += re.findall(r"```+\{exercise\}[^\n]*\n:label: ([\w-]+)", src)
             for body in re.findall(r"(````+)\{solution\}[^\n]*\n(.*?)\n\1", src, flags=re.S):
@@ -53,7 +55,8 @@ def solutions(path: pathlib.Path) -> tuple[list[str], list[str], list[str]]:
                 gated = False
         elif gated:
             code += [line.strip() for line in src.splitlines() if len(line.strip()) >= 25]
-    return labels, prose, code
+    # a line that also occurs outside the solutions (a call the chapter makes too) proves nothing
+    return labels, prose, [line for line in code if line not in other_code]
 
 
 def _build(tmp: pathlib.Path, *flags: str) -> pathlib.Path:
@@ -74,14 +77,18 @@ def _page_text(site: pathlib.Path, nb: pathlib.Path) -> tuple[str, str]:
     raw = (site / "book" / f"{nb.stem}.html").read_text()
     body = raw.split('<article class="bd-article"', 1)[-1]
     text = html.unescape(re.sub(r"<[^>]+>", "", body))
+    text = text.translate(str.maketrans("\u2018\u2019\u201c\u201d", "''\"\""))  # undo smart quotes
     return raw, re.sub(r"\s+", " ", text)
 
 
-def test_every_chapter_has_exercises_with_solutions():
+def test_every_chapter_has_exercises_with_solutions_and_a_checked_coding_exercise():
     for nb in NOTEBOOKS:
         labels, prose, code = solutions(nb)
         assert len(labels) >= 4, f"{nb.name}: {len(labels)} exercises, the book promises at least 4"
         assert len(prose) >= len(labels), f"{nb.name}: fewer solution phrases than exercises"
+        assert code, f"{nb.name}: no coding exercise with a gated (executed) solution"
+        solution_code = "\n".join(code)
+        assert "dc.check" in solution_code, f"{nb.name}: the coding exercise's solution checks nothing"
 
 
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)

@@ -27,7 +27,11 @@ def student_config(execute: bool, hide_solutions: bool = True) -> dict:
     config = yaml.safe_load((ROOT / "_config.yml").read_text())
     if hide_solutions:
         config["title"] = f"{config['title']} (student edition)"
-    config.setdefault("sphinx", {}).setdefault("config", {})["hide_solutions"] = hide_solutions
+    sphinx_config = config.setdefault("sphinx", {}).setdefault("config", {})
+    sphinx_config["hide_solutions"] = hide_solutions
+    if hide_solutions:
+        # the pages' download button would serve the notebooks, solution cells included
+        sphinx_config["html_copy_source"] = False
     if not execute:
         config.setdefault("execute", {})["execute_notebooks"] = "off"
     return config

@@ -104,6 +104,25 @@ from .principal import (
     third_order_term,
     track_sharpness,
 )
+from .mixing import (
+    ChainRecord,
+    Estimate,
+    angle_variance,
+    anisotropic_noise_grad,
+    chain_mean,
+    circular_order,
+    clock,
+    clock_inverse,
+    diffusion_rate,
+    first_passage,
+    great_circle_grad,
+    modulated_circle,
+    noisy_grad,
+    quadratic_variation,
+    sde_norm4,
+    sgd_chains,
+    stationary_cos2,
+)
 from .problems import (
     Problem,
     angle_toy,
@@ -145,5 +164,9 @@ __all__ = [
     "perturbed_one_norm", "one_norm_grad", "plain_field", "adam_field", "rmsprop_field",
     "minibatch_field", "adamw", "adamw_field", "adam_field_eps_outside", "integrate_pieces",
     "Tracking", "tracking_errors", "last_iterate", "step_residual",
+    "ChainRecord", "Estimate", "angle_variance", "anisotropic_noise_grad", "chain_mean",
+    "circular_order", "clock", "clock_inverse", "diffusion_rate", "first_passage",
+    "great_circle_grad", "modulated_circle", "noisy_grad", "quadratic_variation", "sde_norm4",
+    "sgd_chains", "stationary_cos2",
     "check_hparams",
 ]

@@ -1,0 +1,304 @@
+"""Fast mixing of SGD with weight decay: closed forms, exact symmetry, chains, estimators."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import integrate
+
+import dyncore as dc
+
+X0 = jnp.array([1.0, 0.0, 0.0])
+
+
+def _toy_runner(n_chains=200, n_steps=400, every=20, sigma=1.0):
+    grad_fn = dc.noisy_grad(dc.great_circle_grad, sigma)
+
+    @jax.jit
+    def run(eta, lam, key, r0=1.0, beta=0.0):
+        return dc.sgd_chains(
+            grad_fn, r0 * X0, n_steps, eta, lam, beta, key=key, n_chains=n_chains, every=every
+        )
+
+    return run
+
+
+RUN = _toy_runner()
+
+
+# ----------------------------------------------------------------------------- models
+def test_great_circle_grad_matches_autodiff_and_is_scale_invariant(rng):
+    loss = dc.great_circle(4).loss
+    for _ in range(3):
+        x = jnp.asarray(rng.standard_normal(4))
+        np.testing.assert_allclose(dc.great_circle_grad(x), jax.grad(loss)(x), atol=1e-14)
+        assert abs(float(x @ dc.great_circle_grad(x))) < 1e-14
+        np.testing.assert_array_equal(dc.great_circle_grad(4 * x), dc.great_circle_grad(x) / 4)
+
+
+def test_tangent_noise_is_orthogonal_homogeneous_with_trace_c(rng):
+    x = jnp.asarray(rng.standard_normal(5))
+    g = dc.noisy_grad(lambda y: jnp.zeros_like(y), 0.7)
+    keys = jax.random.split(jax.random.key(1), 20000)
+    xi = jax.vmap(lambda k: g(x, k))(keys)
+    np.testing.assert_allclose(xi @ x, 0.0, atol=1e-12)
+    np.testing.assert_array_equal(jax.vmap(lambda k: g(2 * x, k))(keys[:5]), xi[:5] / 2)
+    trace = float(jnp.mean(jnp.sum(xi**2, axis=1))) * float(x @ x)
+    assert trace == pytest.approx(4 * 0.7**2, rel=0.03)  # C = (D − 1) σ̂², MC error 1%
+
+
+def test_plain_noise_is_isotropic():
+    g = dc.noisy_grad(lambda y: jnp.zeros_like(y), 2.0, tangent=False)
+    xi = jax.vmap(lambda k: g(X0, k))(jax.random.split(jax.random.key(2), 20000))
+    np.testing.assert_allclose(np.cov(np.asarray(xi).T), 4 * np.eye(3), atol=0.15)
+
+
+def test_anisotropic_noise_has_constant_trace_and_tangent_variance_a2():
+    g = dc.anisotropic_noise_grad(1.0, 0.6)
+    for th in (0.0, 0.7, np.pi / 2):
+        x = 2.0 * jnp.array([np.cos(th), np.sin(th), 0.0])
+        xi = jax.vmap(lambda k: g(x, k))(jax.random.split(jax.random.key(3), 20000))
+        e_theta = jnp.array([-np.sin(th), np.cos(th), 0.0])
+        np.testing.assert_allclose(xi @ x, 0.0, atol=1e-12)
+        along = float(jnp.mean((xi @ e_theta) ** 2)) * 4
+        assert along == pytest.approx(1 + 0.6 * np.cos(2 * th), rel=0.04)
+        assert float(jnp.mean(jnp.sum(xi**2, axis=1))) * 4 == pytest.approx(2.0, rel=0.03)
+
+
+def test_modulated_circle_is_scale_invariant_with_minimizers_in_the_plane():
+    prob = dc.modulated_circle(0.5)
+    x = jnp.array([0.3, -1.2, 0.4])
+    assert float(prob.loss(7.0 * x)) == pytest.approx(float(prob.loss(x)), rel=1e-13)
+    assert abs(float(x @ jax.grad(prob.loss)(x))) < 1e-14
+    assert float(prob.loss(jnp.array([0.6, 0.8, 0.0]))) == 0.0
+    # normal curvature on the unit sphere is h(θ) = 1 + κ cos 2θ
+    th = 0.4
+    u = jnp.array([np.cos(th), np.sin(th), 0.0])
+    e3 = jnp.array([0.0, 0.0, 1.0])
+    curv = jax.jvp(jax.grad(prob.loss), (u,), (e3,))[1][2]
+    assert float(curv) == pytest.approx(1 + 0.5 * np.cos(2 * th), rel=1e-12)
+
+
+# ----------------------------------------------------------------------------- closed forms
+@pytest.mark.parametrize("eta, lam, c2, r0", [(0.01, 0.1, 2.0, 1.0), (0.003, 0.05, 0.5, 1.7)])
+def test_sde_norm4_solves_its_ode_and_has_the_equilibrium(eta, lam, c2, r0):
+    ks = jnp.linspace(0.0, 3000.0, 7)
+    m = dc.sde_norm4(ks, eta, lam, c2, r0)
+    dm = jax.vmap(jax.grad(lambda k: dc.sde_norm4(k, eta, lam, c2, r0)))(ks)
+    np.testing.assert_allclose(dm, -4 * eta * lam * m + 2 * eta**2 * c2, rtol=1e-10, atol=1e-15)
+    assert float(m[0]) == pytest.approx(r0**4)
+    assert float(dc.sde_norm4(1e7, eta, lam, c2, r0)) == pytest.approx(eta * c2 / (2 * lam))
+
+
+def test_sde_norm4_without_decay_grows_linearly_and_momentum_rescales_eta():
+    assert float(dc.sde_norm4(500, 0.01, 0.0, 2.0)) == pytest.approx(1 + 2 * 1e-4 * 2 * 500)
+    assert float(dc.sde_norm4(1e9, 0.01, 0.1, 2.0, beta=0.5)) == pytest.approx(
+        float(dc.equilibrium_norm4(0.01, 0.1, 2.0, 0.5, coherent=False))
+    )
+
+
+def test_clock_is_eq12_its_integral_form_and_its_inverse():
+    eta, lam = 0.01, 0.05
+    k = 3000.0
+    eq12 = 0.5 * math.log(1 + (math.exp(4 * eta * lam * k) - 1) * eta / (2 * lam))
+    assert float(dc.clock(k, eta, lam)) == pytest.approx(eq12, rel=1e-13)
+    integral, _ = integrate.quad(lambda s: eta**2 / float(dc.sde_norm4(s, eta, lam)), 0, k)
+    assert float(dc.clock(k, eta, lam)) == pytest.approx(integral, rel=1e-9)
+    for c2, r0 in ((1.0, 1.0), (2.0, 0.5)):
+        T = dc.clock(k, eta, lam, c2, r0)
+        assert float(dc.clock_inverse(T, eta, lam, c2, r0)) == pytest.approx(k, rel=1e-12)
+    # the paper's Theorem 5.5 step count, and its large-T form
+    T = 4.0
+    exact = math.log(2 * lam / eta * (math.exp(2 * T) - 1) + 1) / (4 * eta * lam)
+    assert float(dc.clock_inverse(T, eta, lam)) == pytest.approx(exact, rel=1e-13)
+    approx = (math.log(2 * lam / eta) + 2 * T) / (4 * eta * lam)
+    assert float(dc.clock_inverse(T, eta, lam)) == pytest.approx(approx, rel=1e-3)
+
+
+def test_clock_without_decay_and_the_no_decay_equivalent_steps():
+    eta = 0.01
+    assert float(dc.clock(1e4, eta, 0.0, 2.0)) == pytest.approx(
+        0.5 * math.log(1 + 2 * eta**2 * 2 * 1e4)
+    )
+    assert float(dc.clock(1e4, eta, 1e-12, 2.0)) == pytest.approx(
+        float(dc.clock(1e4, eta, 0.0, 2.0)), rel=1e-6
+    )
+    # k steps with decay = (e^{4ηλk} − 1)/(4ηλ) steps without (the discrete face of Theorem 3.2)
+    lam, k = 0.1, 1000.0
+    kp = dc.clock_inverse(dc.clock(k, eta, lam, 2.0), eta, 0.0, 2.0)
+    assert float(kp) == pytest.approx(math.expm1(4 * eta * lam * k) / (4 * eta * lam), rel=1e-10)
+
+
+def test_stationary_cos2_closed_form_and_quadrature():
+    for kappa in (0.0, 0.3, 0.8):
+        want = 0.0 if kappa == 0 else (math.sqrt(1 - kappa**2) - 1) / kappa
+        assert float(dc.stationary_cos2(kappa)) == pytest.approx(want, abs=1e-12)
+    num, _ = integrate.quad(
+        lambda t: np.cos(2 * t) / np.sqrt(1 + 0.8 * np.cos(2 * t)), 0, 2 * np.pi
+    )
+    den, _ = integrate.quad(lambda t: 1 / np.sqrt(1 + 0.8 * np.cos(2 * t)), 0, 2 * np.pi)
+    assert float(dc.stationary_cos2(0.8, 0.5)) == pytest.approx(num / den, abs=1e-10)
+
+
+# ----------------------------------------------------------------------------- validation
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda: dc.clock(10, -0.1, 0.1), "eta must be > 0"),
+        (lambda: dc.clock(10, 0.1, -1.0), "lam must be >= 0"),
+        (lambda: dc.sde_norm4(10, 0.1, 0.1, beta=1.0), r"beta must be in \[0, 1\)"),
+        (lambda: dc.sde_norm4(10, 0.1, 0.1, c2=0.0), "c2 must be > 0"),
+        (lambda: dc.clock_inverse(-1.0, 0.1, 0.1), "T must be >= 0"),
+        (lambda: dc.noisy_grad(dc.great_circle_grad, 0.0), "sigma must be > 0"),
+        (lambda: dc.anisotropic_noise_grad(1.0, 1.0), r"kappa must be in \[0, 1\)"),
+        (lambda: dc.modulated_circle(0.5, dim=2), "dim must be >= 3"),
+        (lambda: dc.stationary_cos2(-0.1), "kappa"),
+    ],
+)
+def test_invalid_inputs_raise_naming_the_parameter(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+def test_sgd_chains_validates_its_arguments():
+    g = dc.noisy_grad(dc.great_circle_grad, 1.0)
+    key = jax.random.key(0)
+    with pytest.raises(ValueError, match="multiple of every"):
+        dc.sgd_chains(g, X0, 10, 0.1, 0.1, key=key, n_chains=2, every=3)
+    with pytest.raises(ValueError, match="rho must be in"):
+        dc.sgd_chains(g, X0, 10, 0.1, 0.1, key=key, n_chains=2, rho=1.5)
+    with pytest.raises(ValueError, match="n_chains must be a positive integer"):
+        dc.sgd_chains(g, X0, 10, 0.1, 0.1, key=key, n_chains=0)
+    with pytest.raises(ValueError, match="eta must be > 0"):
+        dc.sgd_chains(g, X0, 10, 0.0, 0.1, key=key, n_chains=2)
+
+
+# ----------------------------------------------------------------------------- chains
+def test_one_step_is_eq1_and_the_norm_identity_is_exact():
+    key = jax.random.key(4)
+    g = dc.noisy_grad(dc.great_circle_grad, 1.0)
+    x0 = jnp.array([0.6, 0.3, 0.5])
+    rec = dc.sgd_chains(g, x0, 1, 0.05, 0.2, key=key, n_chains=3)
+    keys = jax.random.split(key, 3)
+    for i in range(3):
+        gi = g(x0, jax.random.fold_in(keys[i], 0))
+        np.testing.assert_allclose(rec.x[i, 1], (1 - 0.05 * 0.2) * x0 - 0.05 * gi, rtol=1e-14)
+        # ‖x₁‖² = (1 − ηλ)²‖x₀‖² + η²‖g‖² and cos Δ = (1 − ηλ)‖x₀‖/‖x₁‖
+        r1 = float(rec.norm2[i, 1])
+        assert r1 == pytest.approx(0.99**2 * float(x0 @ x0) + 0.05**2 * float(gi @ gi), rel=1e-13)
+        assert math.cos(float(rec.delta[i, 1])) == pytest.approx(
+            0.99 * math.sqrt(float(x0 @ x0) / r1), rel=1e-12
+        )
+
+
+def test_chains_are_independent_reproducible_and_start_where_asked():
+    a = RUN(0.02, 0.1, jax.random.key(0))
+    b = RUN(0.02, 0.1, jax.random.key(0))
+    np.testing.assert_array_equal(a.x, b.x)
+    theta = np.asarray(a.theta[:, -1])
+    assert len(np.unique(theta)) == theta.size  # no two chains share their noise
+    # independent chains: the angle increments of different chains are uncorrelated
+    inc = np.diff(np.asarray(a.theta), axis=1)
+    corr = np.corrcoef(inc[:, 5:])[np.triu_indices(inc.shape[0], 1)]
+    assert abs(corr.mean()) < 0.02
+    np.testing.assert_array_equal(a.steps, np.arange(0, 401, 20))
+    assert float(a.theta[0, 0]) == 0.0 and float(a.delta[0, 0]) == 0.0
+    x0 = jnp.array([0.0, -2.0, 0.0])
+    rec = dc.sgd_chains(
+        dc.noisy_grad(dc.great_circle_grad, 1.0),
+        x0,
+        4,
+        0.01,
+        0.1,
+        key=jax.random.key(1),
+        n_chains=2,
+    )
+    assert float(rec.theta[0, 0]) == pytest.approx(-np.pi / 2)
+
+
+def test_recording_every_does_not_change_the_chains():
+    g = dc.noisy_grad(dc.great_circle_grad, 1.0)
+    key = jax.random.key(5)
+    fine = dc.sgd_chains(g, X0, 40, 0.05, 0.1, key=key, n_chains=4, every=1)
+    coarse = dc.sgd_chains(g, X0, 40, 0.05, 0.1, key=key, n_chains=4, every=10)
+    np.testing.assert_allclose(coarse.x, fine.x[:, ::10], rtol=1e-14)
+    np.testing.assert_allclose(coarse.theta, fine.theta[:, ::10], rtol=1e-12, atol=1e-14)
+
+
+def test_exact_scale_symmetry_bit_for_bit():
+    """(cη, λ/c, √c x₀) gives √c times the (η, λ, x₀) trajectory, with the same keys (c = 4)."""
+    key = jax.random.key(6)
+    a = RUN(0.02, 0.1, key, 1.0)
+    b = RUN(0.08, 0.025, key, 2.0)
+    np.testing.assert_array_equal(b.x, 2 * a.x)
+    np.testing.assert_array_equal(b.theta, a.theta)
+    c = RUN(0.08, 0.025, key, 1.0)  # x₀ not rescaled: a different run
+    assert float(jnp.max(jnp.abs(c.direction - a.direction))) > 0.1
+
+
+def test_equilibrium_norm_and_angular_update():
+    """‖x‖⁴ → ηC/(λ(2 − ηλ)) up to O(√(ηλ)), and E Δ² → 2ηλ (within Monte-Carlo error)."""
+    eta, lam = 0.05, 0.2  # ηλ = 0.01: equilibrated after 400 steps from ‖x₀‖ = 1
+    rec = RUN(eta, lam, jax.random.key(7), 0.8)
+    m4 = dc.chain_mean(rec.norm2**2, 10)
+    gd = float(dc.norm_equilibrium(eta, lam, math.sqrt(2.0)).r4)
+    assert float(m4.value) == pytest.approx(gd * (1 + math.sqrt(eta * lam) / 4), rel=0.01)
+    d2 = dc.chain_mean(rec.delta**2, 10)
+    assert abs(float(d2.value) - 2 * eta * lam) < 4 * float(d2.stderr) + 2 * (eta * lam) ** 2
+
+
+def test_divergence_is_reported_and_never_nan():
+    g = dc.noisy_grad(lambda x: jnp.zeros_like(x), 1.0, tangent=False)
+    rec = dc.sgd_chains(
+        g, X0, 50, 1.0, 3.0, key=jax.random.key(8), n_chains=3, every=5, max_norm=1e3
+    )
+    assert np.all(np.asarray(rec.diverged_at) > 0)
+    assert np.all(np.isfinite(np.asarray(rec.x))) and np.all(np.isfinite(np.asarray(rec.theta)))
+
+
+def test_momentum_and_adamw_are_the_optax_updates():
+    g = dc.noisy_grad(dc.great_circle_grad, 1.0)
+    key = jax.random.key(9)
+    x0 = jnp.array([0.6, 0.3, 0.5])
+    for rho, opt in (
+        (None, dc.heavy_ball(0.05, 0.5, 0.1)),
+        (0.99, dc.adamw(0.05, 0.5, 0.99, 1e-16, 0.1)),
+    ):
+        rec = dc.sgd_chains(g, x0, 3, 0.05, 0.1, 0.5, key=key, n_chains=1, rho=rho)
+        k0 = jax.random.split(key, 1)[0]
+        x, state = x0, opt.init(x0)
+        for k in range(3):
+            upd, state = opt.update(g(x, jax.random.fold_in(k0, k)), state, x)
+            x = x + upd
+        np.testing.assert_allclose(rec.x[0, -1], x, rtol=1e-13)
+
+
+# ----------------------------------------------------------------------------- estimators
+def test_estimators_on_synthetic_brownian_angles(rng):
+    n, R, dk, s = 4000, 21, 10, 0.003
+    inc = np.sqrt(s * dk) * rng.standard_normal((n, R - 1))
+    theta = np.concatenate([np.zeros((n, 1)), np.cumsum(inc, axis=1)], axis=1)
+    steps = np.arange(R) * dk
+    rate = dc.diffusion_rate(theta, steps)
+    assert abs(float(rate.value) - s) < 4 * float(rate.stderr)
+    assert float(rate.stderr) == pytest.approx(s * math.sqrt(2 / (n * (R - 1))), rel=0.1)
+    qv = dc.quadratic_variation(theta)
+    np.testing.assert_allclose(qv.value[1:], s * steps[1:], rtol=0.1)
+    np.testing.assert_allclose(dc.angle_variance(theta)[1:], s * steps[1:], rtol=0.15)
+    order = dc.circular_order(theta)
+    np.testing.assert_allclose(order, np.exp(-s * steps / 2), atol=0.04)
+    assert dc.first_passage(steps, np.exp(-s * steps / 2), 0.8) == pytest.approx(
+        2 * math.log(1.25) / s, rel=0.01
+    )
+    assert dc.first_passage(steps, np.ones(R), 0.5) == math.inf
+    assert dc.first_passage(steps, s * steps, 0.3, rising=True) == pytest.approx(100.0)
+
+
+def test_chain_mean_standard_error():
+    vals = np.arange(12.0).reshape(4, 3)
+    est = dc.chain_mean(vals, 1)
+    per_chain = vals[:, 1:].mean(axis=1)
+    assert float(est.value) == pytest.approx(per_chain.mean())
+    assert float(est.stderr) == pytest.approx(per_chain.std(ddof=1) / 2)
