@@ -62,7 +62,10 @@ def test_first_cell_installs_dyncore_from_the_repository_when_missing(colab):
     before = subprocess.run([str(python), "-c", "import dyncore"], capture_output=True, text=True)
     assert before.returncode != 0 and "No module named 'dyncore'" in before.stderr
     probe = "\nimport jax, dyncore\nprint('RESULT', jax.__version__, jax.__file__, dyncore.__file__, dyncore.check)\n"
-    env = {**os.environ, "PIP_NO_INDEX": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    # as if the fresh environment were activated: IPython adds the site-packages of $VIRTUAL_ENV
+    # (here, possibly the test runner's own environment) to sys.path
+    env = {**os.environ, "PIP_NO_INDEX": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+           "VIRTUAL_ENV": str(python.parent.parent), "PATH": f"{python.parent}:{os.environ.get('PATH', '')}"}
     result = subprocess.run(
         [str(python), "-m", "IPython", "--quick", "--no-banner", "-c", cell.replace(URL, str(wheel)) + probe],
         capture_output=True, text=True, env=env, cwd=purelib.parent,

@@ -275,3 +275,32 @@ def test_sgd_with_full_batch_equals_gd(nl_problem):
 
     sgd, gd = both(jax.random.PRNGKey(9))
     np.testing.assert_allclose(np.asarray(sgd.params), np.asarray(gd.params), rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("every", [2, 5, 25])
+def test_run_every_keeps_exactly_the_subsampled_trajectory(every):
+    """every=e must give iterates e, 2e, ... of the full run, bit for bit, and the same divergence step."""
+    A = jnp.diag(jnp.array([1.0, 3.0]))
+    loss = lambda th: 0.5 * th @ A @ th
+    for eta in (0.3, 0.8):  # 0.8 * 3 > 2: diverges, at a step that is not a multiple of every
+        full = dc.run(dc.gd(eta), loss, jnp.array([1.0, 1.0]), 50, max_norm=1e3)
+        sub = dc.run(dc.gd(eta), loss, jnp.array([1.0, 1.0]), 50, max_norm=1e3, every=every)
+        np.testing.assert_array_equal(sub.params, full.params[::every])
+        np.testing.assert_array_equal(sub.loss, full.loss[::every])
+        assert int(sub.diverged_at) == int(full.diverged_at)
+    assert int(full.diverged_at) > 0 and int(full.diverged_at) % every != 0
+
+
+def test_run_every_with_stochastic_gradients_uses_the_same_noise(nl_problem):
+    grad_fn = dc.minibatch_grad(nl_problem, 8)
+    kw = dict(grad_fn=grad_fn, key=jax.random.PRNGKey(3))
+    full = dc.run(dc.gd(0.1, 0.01), nl_problem.loss, nl_problem.params0, 40, **kw)
+    sub = dc.run(dc.gd(0.1, 0.01), nl_problem.loss, nl_problem.params0, 40, every=8, **kw)
+    np.testing.assert_array_equal(sub.params, full.params[::8])
+
+
+def test_run_every_must_divide_n_steps():
+    with pytest.raises(ValueError, match="every must divide n_steps, got every=3, n_steps=10"):
+        dc.run(dc.gd(0.1), lambda th: jnp.sum(th**2), jnp.ones(2), 10, every=3)
+    with pytest.raises(ValueError, match="every must be a positive integer"):
+        dc.run(dc.gd(0.1), lambda th: jnp.sum(th**2), jnp.ones(2), 10, every=0)

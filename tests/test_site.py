@@ -194,7 +194,7 @@ def test_index_redirects_to_the_introduction(site):
     assert (site / "book" / "intro.html").exists()
 
 
-@pytest.mark.parametrize("name", ["book/intro", "book/syllabus", "book/api", "book/status", "book/references"]
+@pytest.mark.parametrize("name", ["book/intro", "book/syllabus", "book/api", "book/status", "book/benchmarks", "book/references"]
                          + [f"book/{c}" for c in CHAPTERS])
 def test_page_in_a_browser(name, site, browser, server):
     path = site / f"{name}.html"
@@ -222,3 +222,21 @@ def test_page_in_a_browser(name, site, browser, server):
         assert not external, f"{name}: requests leaving the site: {sorted(set(external))[:5]}"
     finally:
         page.close()
+
+
+def test_pdf_of_the_book(site, browser, tmp_path):
+    """tools/book_pdf.py prints every page of the table of contents into one PDF, in order."""
+    from pypdf import PdfReader
+
+    out = tmp_path / "book.pdf"
+    cmd = [sys.executable, str(ROOT / "tools" / "book_pdf.py"), "--site", str(site), "--out", str(out)]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    reader = PdfReader(out)
+    titles = [item.title for item in reader.outline]
+    sys.path.insert(0, str(ROOT / "tools"))
+    import book_pdf
+
+    assert len(titles) == len(book_pdf.toc_pages()) and len(reader.pages) > 100
+    chapters = [t for t in titles if "Fast mixing" in t or "Noether" in t]
+    assert len(chapters) == 2, titles

@@ -137,6 +137,19 @@ class SliderFigure:
             ax.relim()
             ax.set_autoscale_on(True)
 
+    def _freeze_axis_labels(self) -> None:
+        """Pin every x-axis label where the first frame put it.
+
+        Matplotlib otherwise re-measures all tick labels on every draw to place the axis labels,
+        a noticeable part of a redraw. The x tick labels keep their height from frame to frame, so
+        their axis label can stay put; y tick labels change width with the data ("5" vs "−1400"),
+        so the y-axis labels are still placed on every frame.
+        """
+        for ax in self._fig.axes:
+            if ax.xaxis._autolabelpos:  # position: (x in axes coordinates, y in pixels)
+                x, y = ax.xaxis.label.get_position()
+                ax.xaxis.set_label_coords(x, ax.transAxes.inverted().transform((0.0, y))[1])
+
     # -- rendering -------------------------------------------------------------------------
     def render(self, **hparams: float) -> bytes:
         """Compute and draw at the given hyper-parameters; return the PNG bytes.
@@ -159,6 +172,8 @@ class SliderFigure:
         self._draw(self._axes, result, **values)
         if not self._laid_out:  # lay out once, on the first frame: every frame then has the same geometry
             self._fig.tight_layout()
+            self._canvas.draw()
+            self._freeze_axis_labels()
             self._laid_out = True
         # Agg render + PIL encoding: at compress level 1 encoding takes a few ms, where savefig's
         # default costs ~50 ms, half of a slider move's budget. Static frames use level 9 (smaller).

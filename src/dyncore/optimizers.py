@@ -129,9 +129,10 @@ class Trajectory(NamedTuple):
     """The iterates of :func:`run`.
 
     Attributes:
-      params: the iterates :math:`\\theta_0, \\ldots, \\theta_n`, stacked on a leading axis of length
-        ``n_steps + 1``. After a divergence the last finite iterate is repeated (never NaN).
-      loss: ``(n_steps + 1,)`` full-batch loss at each iterate (NaN-free for the same reason).
+      params: the iterates :math:`\\theta_0, \\theta_e, \\theta_{2e}, \\ldots, \\theta_n` (every ``e``-th
+        step, ``e = every`` of :func:`run`, 1 by default), stacked on a leading axis of length
+        ``n_steps // every + 1``. After a divergence the last finite iterate is repeated (never NaN).
+      loss: the full-batch loss at the same iterates (NaN-free for the same reason).
       diverged_at: the first step ``k`` whose iterate was non-finite, beyond ``max_norm``, or had a
         non-finite loss (an int array; ``0`` if the start itself is bad), or ``-1`` when the run
         stayed bounded.
@@ -182,6 +183,7 @@ def run(
     grad_fn: Callable[[Params, jax.Array], Params] | None = None,
     key: jax.Array | None = None,
     max_norm: float = 1e8,
+    every: int = 1,
 ) -> Trajectory:
     """Run ``n_steps`` of ``optimizer`` from ``params0`` with one ``lax.scan``; report divergence.
 
@@ -203,14 +205,21 @@ def run(
       grad_fn: optional stochastic gradient ``grad_fn(params, key)``.
       key: PRNG key, required with ``grad_fn``.
       max_norm: bound on the parameter norm beyond which the run counts as diverged.
+      every: keep every ``every``-th iterate only (static; must divide ``n_steps``). Memory then
+        grows like ``n_steps / every``: use ``every=n_steps`` to keep just the start and the end,
+        e.g. in a ``vmap`` over a large grid of hyper-parameters. ``diverged_at`` stays exact.
 
     Returns:
       A :class:`Trajectory`.
 
     Raises:
-      ValueError: for a non-positive ``n_steps`` or ``max_norm``, or a ``grad_fn`` without ``key``.
+      ValueError: for a non-positive ``n_steps``, ``every`` or ``max_norm``, an ``every`` that
+        does not divide ``n_steps``, or a ``grad_fn`` without ``key``.
     """
     n_steps = check_positive_int("n_steps", n_steps)
+    every = check_positive_int("every", every)
+    if n_steps % every:
+        raise ValueError(f"every must divide n_steps, got every={every}, n_steps={n_steps}")
     if not max_norm > 0:
         raise ValueError(f"max_norm must be > 0, got {max_norm}")
     if grad_fn is not None and key is None:
@@ -240,7 +249,17 @@ def run(
     value0 = loss(params0)
     div0 = jnp.where(_tree_ok(params0, max_norm) & jnp.isfinite(value0), -1, 0)
     init = (params0, optimizer.init(params0), value0, div0)
-    (_, _, _, div), (path, values) = jax.lax.scan(step, init, (jnp.arange(n_steps), keys))
+    steps = jnp.arange(n_steps)
+    if every == 1:
+        (_, _, _, div), (path, values) = jax.lax.scan(step, init, (steps, keys))
+    else:  # an outer scan over blocks of `every` steps, each saving only its last iterate
+
+        def block(carry, inp):
+            carry, _ = jax.lax.scan(lambda c, x: (step(c, x)[0], None), carry, inp)
+            return carry, (carry[0], carry[2])
+
+        blocks = (steps.reshape(-1, every), keys.reshape(-1, every, *keys.shape[1:]))
+        (_, _, _, div), (path, values) = jax.lax.scan(block, init, blocks)
     params = jax.tree_util.tree_map(lambda p0, p: jnp.concatenate([p0[None], p]), params0, path)
     losses = jnp.concatenate([value0[None], values])
     return Trajectory(params, losses, div)
