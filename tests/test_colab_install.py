@@ -1,7 +1,7 @@
 """The chapters' first cell installs dyncore when it is missing, without replacing the JAX it finds.
 
-This is what happens in Colab: JAX, NumPy, matplotlib and ipywidgets are preinstalled, dyncore is
-not. The test builds a wheel of this checkout, makes a fresh virtual environment that sees every
+This is what happens in Colab: JAX, NumPy, matplotlib and ipywidgets 7 are preinstalled, dyncore
+is not. The test builds a wheel of this checkout, makes a fresh virtual environment that sees every
 package of the current one *except* dyncore (as Colab sees its own JAX), and runs a chapter's
 first cell there in IPython, with the repository URL replaced by the wheel. pip may not use an
 index (``PIP_NO_INDEX``), so the install succeeds only if dyncore's lower bounds are already met.
@@ -23,6 +23,9 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 URL = "git+https://github.com/dyncore-book/dyncore-book.git"
+# Colab's ipywidgets (7.x, with the one package it needs to import); dyncore's bound (>= 7.6)
+# keeps it, and the live figures must work with it
+COLAB_WIDGETS = ["ipywidgets==7.7.1", "ipython-genutils==0.2.0"]
 
 
 def _first_cell(stem: str) -> str:
@@ -51,7 +54,7 @@ def colab(tmp_path_factory):
     run(sys.executable, "-m", "venv", str(env_dir))
     python = env_dir / "bin" / "python"
     purelib = run(str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])").stdout.strip()
-    pathlib.Path(purelib, "colab_preinstalled.pth").write_text(str(shared) + "\n")
+    pathlib.Path(purelib, "colab_preinstalled.pth").write_text(f"{shared}\n")
     return python, wheel, pathlib.Path(purelib)
 
 
@@ -61,7 +64,10 @@ def test_first_cell_installs_dyncore_from_the_repository_when_missing(colab):
     assert URL in cell, "the install cell must install from the repository's main branch"
     before = subprocess.run([str(python), "-c", "import dyncore"], capture_output=True, text=True)
     assert before.returncode != 0 and "No module named 'dyncore'" in before.stderr
-    probe = "\nimport jax, dyncore\nprint('RESULT', jax.__version__, jax.__file__, dyncore.__file__, dyncore.check)\n"
+    probe = (
+        "\nimport jax, dyncore\n"
+        "print('RESULT', jax.__version__, jax.__file__, dyncore.__file__, dyncore.check)\n"
+    )
     # as if the fresh environment were activated: IPython adds the site-packages of $VIRTUAL_ENV
     # (here, possibly the test runner's own environment) to sys.path
     env = {**os.environ, "PIP_NO_INDEX": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1",
@@ -79,6 +85,29 @@ def test_first_cell_installs_dyncore_from_the_repository_when_missing(colab):
     assert pathlib.Path(dyncore_file).is_relative_to(purelib), f"dyncore loads from {dyncore_file}"
     installed = sorted(p.name for p in purelib.iterdir() if p.name.endswith(".dist-info"))
     assert [n for n in installed if not n.startswith(("pip-", "setuptools-"))] == [f"dyncore-{wheel.name.split('-')[1]}.dist-info"]
+
+
+LIVE_FIGURE = """
+import os, ipywidgets, dyncore
+os.environ["DYNCORE_FIGURES"] = "live"
+fig = dyncore.slider_figure(lambda eta: 2 * eta, lambda ax, r, **k: ax.plot([0, float(r)]),
+                            [dyncore.Slider("eta", [0.1, 0.2])])
+bundle = fig._repr_mimebundle_()
+view = bundle["application/vnd.jupyter.widget-view+json"]
+print("WIDGETS", ipywidgets.__version__, view["version_major"], bool(view["model_id"]), "text/html" in bundle)
+"""
+
+
+def test_live_figures_work_with_colabs_ipywidgets_7(tmp_path):
+    """ipywidgets 7 widgets have no _repr_mimebundle_; the figure must still give a widget view."""
+    target = tmp_path / "widgets7"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), *COLAB_WIDGETS],
+                   check=True, capture_output=True, text=True)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(target), str(ROOT / "src")])}
+    result = subprocess.run([sys.executable, "-c", LIVE_FIGURE], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    line = next(l for l in result.stdout.splitlines() if l.startswith("WIDGETS"))
+    assert line.split() == ["WIDGETS", "7.7.1", "2", "True", "False"], line
 
 
 @pytest.mark.parametrize("stem", sorted(p.stem for p in (ROOT / "book").glob("*.ipynb")))

@@ -235,6 +235,22 @@ def test_mimebundle_live_only(two_sliders, monkeypatch):
     assert counter["traces"] == 1
 
 
+def test_widget_bundle_without_repr_mimebundle_as_in_ipywidgets_7():
+    """Colab ships ipywidgets 7, whose widgets have no _repr_mimebundle_: reference the model instead."""
+    from dyncore.figures import _widget_bundle
+
+    class OldWidget:  # what an ipywidgets 7 widget offers
+        model_id = "abc123"
+
+    assert _widget_bundle(OldWidget()) == {WIDGET_KEY: {"version_major": 2, "version_minor": 0, "model_id": "abc123"}}
+
+    class NewWidget(OldWidget):
+        def _repr_mimebundle_(self, **kwargs):
+            return {WIDGET_KEY: {"model_id": self.model_id}, "text/plain": "VBox()"}
+
+    assert _widget_bundle(NewWidget())[WIDGET_KEY] == {"model_id": "abc123"}
+
+
 # ----------------------------------------------------------------------------- helpers
 def test_mark_divergence_writes_only_after_divergence():
     ax = Figure().add_subplot()

@@ -289,11 +289,20 @@ class SliderFigure:
         if mode in ("auto", "live"):
             try:
                 w = self.widget()
-                bundle.update(w._repr_mimebundle_() or {})
+                bundle.update(_widget_bundle(w))
             except ImportError:  # no ipywidgets: the static version still works
                 pass
             bundle["text/plain"] = f"<SliderFigure: {', '.join(s.name for s in self.sliders)}>"
         return bundle
+
+
+def _widget_bundle(w) -> dict[str, Any]:
+    """The widget-view MIME entry of ``w``, for ipywidgets 8 and 7 (Colab ships 7)."""
+    if hasattr(w, "_repr_mimebundle_"):  # ipywidgets >= 8
+        return w._repr_mimebundle_() or {}
+    # ipywidgets 7 displays through _ipython_display_; the view it sends is this reference
+    view = {"version_major": 2, "version_minor": 0, "model_id": w.model_id}
+    return {"application/vnd.jupyter.widget-view+json": view}
 
 
 def slider_figure(
