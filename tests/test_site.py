@@ -16,17 +16,17 @@ from __future__ import annotations
 
 import functools
 import html.parser
-import http.server
 import pathlib
-import shutil
 import subprocess
 import sys
-import threading
 import urllib.parse
 
 import pytest
 
 import dyncore as dc
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tools"))
+import book_pdf  # noqa: E402  (the PDF tool's local server and browser lookup)
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SITE = ROOT / "_build" / "html"
@@ -34,13 +34,6 @@ CHAPTERS = sorted(p.stem for p in (ROOT / "book").glob("*.ipynb"))
 SOURCES = [ROOT / "_config.yml", ROOT / "_toc.yml", ROOT / "references.bib"]
 SOURCES += [*(ROOT / "book").rglob("*"), *(ROOT / "src" / "dyncore").glob("*.py")]
 COLAB = "https://colab.research.google.com/github/dyncore-book/dyncore-book/blob/main/book/{}.ipynb"
-
-
-def _browser() -> str | None:
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        if path := shutil.which(name):
-            return path
-    return None
 
 
 def _site_is_fresh() -> bool:
@@ -120,7 +113,7 @@ def test_api_page_lists_every_public_dyncore_function(site):
 # ------------------------------------------------------------------ checks in a browser
 @pytest.fixture(scope="module")
 def browser():
-    path = _browser()
+    path = book_pdf.find_browser()
     if path is None:
         pytest.skip("no chromium installed (apt-get install chromium): the site was not opened in a browser")
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
@@ -132,17 +125,8 @@ def browser():
 
 @pytest.fixture(scope="module")
 def server(site):
-    handler = functools.partial(_QuietHandler, directory=str(site))
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
+    with book_pdf.serve(site) as url:
+        yield url
 
 
 WAIT_FOR_MATHJAX = """async () => {
@@ -234,9 +218,6 @@ def test_pdf_of_the_book(site, browser, tmp_path):
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     reader = PdfReader(out)
     titles = [item.title for item in reader.outline]
-    sys.path.insert(0, str(ROOT / "tools"))
-    import book_pdf
-
     assert len(titles) == len(book_pdf.toc_pages()) and len(reader.pages) > 100
     chapters = [t for t in titles if "Fast mixing" in t or "Noether" in t]
     assert len(chapters) == 2, titles

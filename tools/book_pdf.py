@@ -12,6 +12,7 @@ appear at their default frame. No TeX installation is needed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import http.server
 import io
@@ -43,16 +44,29 @@ class _Quiet(http.server.SimpleHTTPRequestHandler):
         pass
 
 
+def find_browser() -> str | None:
+    """The path of a Chromium-family browser on this machine, or None."""
+    return next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
+
+
+@contextlib.contextmanager
+def serve(site: pathlib.Path):
+    """Serve ``site`` on a free localhost port for the duration of the block; yield its URL."""
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(site)))
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+
+
 def build_pdf(site: pathlib.Path, out: pathlib.Path, browser: str) -> int:
     """Print every page of ``site`` to one PDF at ``out``; return the number of PDF pages."""
     from playwright.sync_api import sync_playwright
     from pypdf import PdfWriter
 
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(site)))
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    server = f"http://127.0.0.1:{httpd.server_address[1]}"
     writer = PdfWriter()
-    try:
+    with serve(site) as server:
         with sync_playwright() as p:
             b = p.chromium.launch(executable_path=browser, args=["--no-sandbox", "--disable-gpu"])
             page = b.new_page()
@@ -67,8 +81,6 @@ def build_pdf(site: pathlib.Path, out: pathlib.Path, browser: str) -> int:
                 writer.append(io.BytesIO(pdf), outline_item=page.title().split(" — ")[0])
                 print(f"  {doc}: {page.title()}", flush=True)
             b.close()
-    finally:
-        httpd.shutdown()
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("wb") as f:
         writer.write(f)
@@ -84,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     if not (site / "index.html").exists():
         print(f"no site in {site}: run `jupyter-book build .` first", file=sys.stderr)
         return 1
-    browser = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
+    browser = find_browser()
     if browser is None:
         print("no Chromium found: apt-get install chromium", file=sys.stderr)
         return 1

@@ -42,6 +42,12 @@ Loss = Callable[[Params], jax.Array]
 _tmap = jax.tree_util.tree_map
 
 
+def _decayed_spectrum(A: jax.Array, lam) -> tuple[jax.Array, jax.Array]:
+    r"""Eigenvalues (ascending) and eigenvectors of :math:`J = (A + A^\top)/2 + \lambda I`."""
+    J = 0.5 * (A + A.T) + lam * jnp.eye(A.shape[0], dtype=A.dtype)
+    return jnp.linalg.eigh(J)
+
+
 def _grad_with_decay(loss: Loss, lam) -> Field:
     grad = jax.grad(loss)
     return lambda theta: _tmap(lambda g, t: g + lam * t, grad(theta), theta)
@@ -304,8 +310,7 @@ def log_flow_quadratic(A: ArrayLike, theta0: ArrayLike, ts: ArrayLike, *, eta, l
     """
     check_hparams(eta=eta, lam=lam)
     A = jnp.asarray(A)
-    J = 0.5 * (A + A.T) + lam * jnp.eye(A.shape[0], dtype=A.dtype)
-    mu, V = jnp.linalg.eigh(J)
+    mu, V = _decayed_spectrum(A, lam)
     base = 1.0 - eta * mu
     if is_concrete(base) and not bool(jnp.all(base > 0)):
         raise ValueError(

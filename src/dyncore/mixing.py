@@ -554,10 +554,15 @@ def _one_minus_exp_ratio(x):
 
 
 def _validated(eta, lam, c2, r0, beta):
+    r"""Check the arguments of the norm law and the clock; return ``(eta / (1 - beta), lam, c2, r0)``.
+
+    Momentum enters these formulas only through the effective learning rate :math:`\eta/(1-\beta)`.
+    """
     check_hparams(eta=eta, lam=lam, beta=beta)
     _check_positive("c2", c2)
     _check_positive("r0", r0)
-    return tuple(_float(v) for v in (eta, lam, c2, r0, beta))
+    eta, lam, c2, r0, beta = (_float(v) for v in (eta, lam, c2, r0, beta))
+    return eta / (1 - beta), lam, c2, r0
 
 
 def sde_norm4(k: ArrayLike, eta, lam, c2=1.0, r0=1.0, beta=0.0) -> jax.Array:
@@ -586,9 +591,8 @@ def sde_norm4(k: ArrayLike, eta, lam, c2=1.0, r0=1.0, beta=0.0) -> jax.Array:
     Raises:
       ValueError: for invalid hyper-parameters, ``c2 <= 0`` or ``r0 <= 0``.
     """
-    eta, lam, c2, r0, beta = _validated(eta, lam, c2, r0, beta)
+    e, lam, c2, r0 = _validated(eta, lam, c2, r0, beta)
     k = _float(k)
-    e = eta / (1 - beta)
     x = 4 * e * lam * k
     # r0⁴ e^{-x} + (ηC/2λ)(1 − e^{-x}), written so that λ = 0 is the limit r0⁴ + 2η²Ck
     return r0**4 * jnp.exp(-x) + 2 * e**2 * c2 * k * _one_minus_exp_ratio(x)
@@ -620,9 +624,8 @@ def clock(k: ArrayLike, eta, lam, c2=1.0, r0=1.0, beta=0.0) -> jax.Array:
     Raises:
       ValueError: for invalid hyper-parameters, ``c2 <= 0`` or ``r0 <= 0``.
     """
-    eta, lam, c2, r0, beta = _validated(eta, lam, c2, r0, beta)
+    e, lam, c2, r0 = _validated(eta, lam, c2, r0, beta)
     k = _float(k)
-    e = eta / (1 - beta)
     x = 4 * e * lam * k
     # A (e^x − 1) = (2η²Ck / r0⁴) (e^x − 1)/x, finite at λ = 0
     return 0.5 * jnp.log1p(2 * e**2 * c2 * k / r0**4 * _safe_expm1_ratio(x))
@@ -642,10 +645,9 @@ def clock_inverse(T: ArrayLike, eta, lam, c2=1.0, r0=1.0, beta=0.0) -> jax.Array
     Raises:
       ValueError: for invalid hyper-parameters, ``c2 <= 0``, ``r0 <= 0`` or a negative ``T``.
     """
-    eta, lam, c2, r0, beta = _validated(eta, lam, c2, r0, beta)
+    e, lam, c2, r0 = _validated(eta, lam, c2, r0, beta)
     _check_positive("T", T, allow_zero=True)
     T = _float(T)
-    e = eta / (1 - beta)
     a_inv = 2 * lam * r0**4 / (e * c2)  # 1/A
     y = jnp.expm1(2 * T)
     with_wd = jnp.log1p(y * a_inv) / (4 * e * jnp.where(lam == 0, 1.0, lam))

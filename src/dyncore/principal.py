@@ -44,7 +44,7 @@ from jax.flatten_util import ravel_pytree
 from numpy.typing import ArrayLike
 
 from .curvature import hvp, top_eigenpairs
-from .flows import FlowSolution, integrate
+from .flows import FlowSolution, _decayed_spectrum, integrate
 from .validation import check_hparams, check_positive_int, is_concrete
 
 __all__ = [
@@ -547,8 +547,7 @@ def principal_flow_quadratic(A: ArrayLike, theta0: ArrayLike, ts: ArrayLike, *, 
 
 @jax.jit
 def _pf_quadratic(A, theta0, ts, eta, lam, b):
-    J = 0.5 * (A + A.T) + lam * jnp.eye(A.shape[0], dtype=A.dtype)
-    mu, U = jnp.linalg.eigh(J)
+    mu, U = _decayed_spectrum(A, lam)
     ts = ts[:, None]
     kappa = (mu * _alpha_pf(eta * mu, principal_branch=False))[None, :]
     singular = jnp.abs(1 - eta * mu)[None, :] < SINGULAR_GUARD
@@ -800,8 +799,7 @@ def heavy_ball_log_flow(A: ArrayLike, theta0: ArrayLike, ts: ArrayLike, *, eta, 
 
 @jax.jit
 def _hb_log_flow(A, theta0, ts, eta, beta, lam):
-    J = 0.5 * (A + A.T) + lam * jnp.eye(A.shape[0], dtype=A.dtype)
-    mu, U = jnp.linalg.eigh(J)
+    mu, U = _decayed_spectrum(A, lam)
     c0 = U.T @ theta0
     n = (ts / eta)[:, None]  # t / eta
     a = _complex(1 + beta - eta * mu)[None, :]
