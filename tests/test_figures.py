@@ -270,3 +270,68 @@ def test_valid_prefix():
     np.testing.assert_array_equal(dc.valid_prefix(x, 0), x[:0])
     traj = dc.Trajectory(jnp.arange(6.0), jnp.arange(6.0), jnp.asarray(3))
     np.testing.assert_array_equal(dc.valid_prefix(np.asarray(traj.params), traj.diverged_at), [0.0, 1.0, 2.0])
+
+
+# ----------------------------------------------------------------------------- text cache
+def _text_heavy_figure():
+    """Two panels with tick labels, a rotated y label, mathtext, a legend and a suptitle."""
+
+    def compute(eta):
+        return dc.run(dc.gd(eta), _loss, THETA0, 30)
+
+    def draw(axes, result, eta):
+        for ax in axes:
+            ax.semilogy(np.maximum(result.loss, 1e-300), label=r"$L(\theta_k)$")
+            ax.set(xlabel="step k", ylabel="loss (rotated label)")
+            ax.legend(loc="upper right")
+        axes[0].text(0.5, 0.5, "rotated", rotation=30, transform=axes[0].transAxes)
+        axes[0].figure.suptitle(f"η = {eta:.3g}")
+
+    return dc.slider_figure(compute, draw, [dc.Slider("eta", [0.1, 0.2, 0.3])], ncols=2, dpi=60)
+
+
+def test_text_cache_draws_the_same_picture_as_matplotlib():
+    fig = _text_heavy_figure()
+    cache = fig._canvas.text_cache
+    cached = _pixels(fig.render(eta=0.2)).astype(float)
+    assert cache.enabled and cache.misses > 20  # every distinct text went through the cache
+    cache.enabled = False
+    plain = _pixels(fig.render(eta=0.2)).astype(float)
+    cache.enabled = True
+    # texts are placed to 1/64 pixel, as FreeType places glyphs: the pictures agree up to rounding
+    # where glyphs of one string overlap
+    diff = np.abs(cached - plain)
+    print(f"mean |difference| {diff.mean():.4f} grey levels, max {diff.max():.0f}")
+    assert diff.mean() < 0.05 and diff.max() <= 16
+    # a control that the comparison can fail: the same frame without its texts differs much more
+    for text in fig._fig.findobj(lambda a: hasattr(a, "get_text") and a.get_text()):
+        text.set_visible(False)
+    fig._canvas.draw()
+    bare = np.asarray(fig._canvas.buffer_rgba())[..., :3].astype(float)
+    assert np.abs(bare - plain).mean() > 1.0 > 50 * diff.mean()
+
+
+def test_text_cache_hits_when_a_frame_repeats():
+    fig = _text_heavy_figure()
+    cache = fig._canvas.text_cache
+    first = fig.render(eta=0.1)
+    assert fig.render(eta=0.3) != first
+    before = cache.misses, cache.hits
+    again = fig.render(eta=0.1)
+    assert again == first  # a repeated frame is the same picture ...
+    assert cache.misses == before[0] and cache.hits > before[1]  # ... with every text from the cache
+
+
+def test_text_cache_falls_back_to_matplotlib_when_its_internals_fail(monkeypatch):
+    fig = _text_heavy_figure()
+    cache = fig._canvas.text_cache
+    cache.enabled = False
+    plain = fig.render(eta=0.2)
+    cache.enabled = True
+
+    def broken(*args, **kwargs):
+        raise AttributeError("a matplotlib without draw_text_image")
+
+    monkeypatch.setattr(type(cache), "_draw", broken)
+    assert fig.render(eta=0.2) == plain  # drawn by matplotlib itself
+    assert not cache.enabled  # and the cache stays off for this figure

@@ -37,7 +37,7 @@ from typing import Any, Callable, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.backends.backend_agg import FigureCanvasAgg, RendererAgg
 from matplotlib.figure import Figure
 from PIL import Image as PILImage
 
@@ -104,6 +104,101 @@ def _fmt(v: float) -> str:
     return f"{v:.4g}"
 
 
+class _TextCache:
+    """Rasterize each distinct text once per figure, then paste its coverage mask.
+
+    Most of a slider move is matplotlib drawing text: every frame lays out and rasterizes every
+    tick label, legend entry and title glyph by glyph, although most of them are the same
+    strings as in the last frame. This cache keys a text by its string, font, angle and
+    position modulo one pixel (quantized to ``1/SUBPIXEL`` px), renders it once into a scratch
+    Agg buffer with matplotlib's own ``draw_text``, and afterwards composites the stored
+    coverage mask with the renderer's ``draw_text_image`` (the colour, alpha and clip box still
+    come from the current graphics context). The result differs from an uncached draw by at most
+    ``1/(2 SUBPIXEL)`` px in a text's position. Anything unexpected (TeX text, a matplotlib
+    whose renderer lacks these hooks) falls back to the ordinary drawing.
+    """
+
+    SUBPIXEL = 64
+    MAX_ENTRIES = 4000
+
+    def __init__(self) -> None:
+        self.masks: dict[tuple, tuple[np.ndarray, int, int] | None] = {}
+        self.hits = 0
+        self.misses = 0
+        self.enabled = True
+
+    def install(self, renderer: RendererAgg) -> RendererAgg:
+        """Route ``renderer.draw_text`` through the cache (once per renderer instance)."""
+        if getattr(renderer, "_dyncore_text_cache", None) is not self:
+            original = renderer.draw_text
+
+            def draw_text(gc, x, y, s, prop, angle, ismath=False, mtext=None):
+                if not self.enabled or ismath == "TeX" or not s:
+                    return original(gc, x, y, s, prop, angle, ismath=ismath, mtext=mtext)
+                try:
+                    self._draw(renderer, gc, x, y, s, prop, angle, ismath, mtext)
+                except Exception:  # a matplotlib without these internals: draw as usual from now on
+                    self.enabled = False
+                    original(gc, x, y, s, prop, angle, ismath=ismath, mtext=mtext)
+
+            renderer.draw_text = draw_text
+            renderer._dyncore_text_cache = self
+        return renderer
+
+    def _draw(self, renderer, gc, x, y, s, prop, angle, ismath, mtext) -> None:
+        q = self.SUBPIXEL
+        xq, yq = round(x * q), round(y * q)  # y points down (Agg flips it before draw_text)
+        xi, yi = xq // q, yq // q
+        fx, fy = (xq - xi * q) / q, (yq - yi * q) / q
+        features = mtext.get_fontfeatures() if hasattr(mtext, "get_fontfeatures") else None
+        language = mtext.get_language() if hasattr(mtext, "get_language") else None
+        key = (s, hash(prop), float(angle), ismath, fx, fy, bool(gc.get_antialiased()), renderer.dpi,
+               None if features is None else tuple(features), language)
+        if key not in self.masks:
+            self.misses += 1
+            if len(self.masks) >= self.MAX_ENTRIES:
+                self.masks.clear()
+            self.masks[key] = self._rasterize(renderer, s, prop, angle, ismath, mtext, fx, fy,
+                                              gc.get_antialiased())
+        else:
+            self.hits += 1
+        entry = self.masks[key]
+        if entry is not None:
+            mask, left, bottom = entry
+            renderer._renderer.draw_text_image(mask, xi + left, yi + bottom, 0, gc)
+
+    @staticmethod
+    def _rasterize(renderer, s, prop, angle, ismath, mtext, fx, fy, antialiased):
+        """Draw ``s`` in black on a transparent scratch buffer; return (coverage, left, bottom)."""
+        w, h, d = renderer.get_text_width_height_descent(s, prop, ismath)
+        r = int(np.ceil(np.hypot(w, h + d))) + 4  # the text lies within r of its anchor at any angle
+        scratch = RendererAgg(2 * r, 2 * r, renderer.dpi)
+        gc = scratch.new_gc()
+        gc.set_foreground("black")
+        gc.set_alpha(1.0)
+        gc.set_antialiased(antialiased)
+        RendererAgg.draw_text(scratch, gc, r + fx, r + fy, s, prop, angle, ismath=ismath, mtext=mtext)
+        gc.restore()
+        alpha = np.asarray(scratch.buffer_rgba())[..., 3]
+        rows, cols = np.flatnonzero(alpha.any(axis=1)), np.flatnonzero(alpha.any(axis=0))
+        if rows.size == 0:
+            return None
+        mask = np.ascontiguousarray(alpha[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1])
+        # draw_text_image takes the left column and the row just below the bitmap (y down)
+        return mask, int(cols[0]) - r, int(rows[-1]) + 1 - r
+
+
+class _CachedTextCanvas(FigureCanvasAgg):
+    """An Agg canvas whose renderer draws text through a :class:`_TextCache`."""
+
+    def __init__(self, figure, text_cache: _TextCache | None = None):
+        super().__init__(figure)
+        self.text_cache = _TextCache() if text_cache is None else text_cache
+
+    def get_renderer(self, *args, **kwargs):
+        return self.text_cache.install(super().get_renderer(*args, **kwargs))
+
+
 class SliderFigure:
     """An interactive figure; see :func:`slider_figure`. Display it as the last line of a cell."""
 
@@ -115,7 +210,7 @@ class SliderFigure:
         self.dpi = dpi
         self.caption = caption
         self._fig = Figure(figsize=figsize, dpi=dpi)
-        self._canvas = FigureCanvasAgg(self._fig)
+        self._canvas = _CachedTextCanvas(self._fig)
         axes = self._fig.subplots(nrows, ncols, squeeze=False)
         self._axes = axes[0, 0] if nrows * ncols == 1 else (axes[0] if nrows == 1 else axes)
         self._laid_out = False
