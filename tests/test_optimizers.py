@@ -304,3 +304,44 @@ def test_run_every_must_divide_n_steps():
         dc.run(dc.gd(0.1), lambda th: jnp.sum(th**2), jnp.ones(2), 10, every=3)
     with pytest.raises(ValueError, match="every must be a positive integer"):
         dc.run(dc.gd(0.1), lambda th: jnp.sum(th**2), jnp.ones(2), 10, every=0)
+
+
+# ----------------------------------------------------------------------------- recorded gradients
+def test_run_records_no_gradients_by_default():
+    traj = dc.run(dc.gd(0.1), lambda th: jnp.sum(th**2), jnp.ones(2), 5)
+    assert traj.grads is None
+    params, loss, diverged_at, grads = traj  # a 4-field named tuple
+    assert grads is None and params.shape == (6, 2)
+
+
+def test_recorded_minibatch_gradients_are_those_the_steps_used(nl_problem):
+    grad_fn = dc.minibatch_grad(nl_problem, 4)
+    key, n = jax.random.PRNGKey(5), 30
+    traj = dc.run(dc.heavy_ball(0.2, 0.5, 0.01), nl_problem.loss, nl_problem.params0, n,
+                  grad_fn=grad_fn, key=key, record_grads=True)
+    # replay: the same minibatch (the step's key) at every iterate the run stepped from
+    replay = jax.vmap(grad_fn)(traj.params[:-1], jax.random.split(key, n))
+    assert traj.grads.shape == (n, 3)
+    np.testing.assert_allclose(traj.grads, replay, rtol=1e-12, atol=1e-15)
+    # and they are not the full-batch gradients (so the check above can tell them apart)
+    full = jax.vmap(jax.grad(nl_problem.loss))(traj.params[:-1])
+    assert np.max(np.abs(np.asarray(traj.grads - full))) > 1e-3
+    # stepping with them reproduces the run: m_{k+1} = beta m_k + g_k + lam theta_k, theta -= eta m
+    theta, m = np.asarray(nl_problem.params0), np.zeros(3)
+    for k in range(n):
+        m = 0.5 * m + np.asarray(traj.grads[k]) + 0.01 * theta
+        theta = theta - 0.2 * m
+    np.testing.assert_allclose(theta, traj.params[-1], rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("every", [1, 5])
+def test_recorded_gradients_with_every_and_after_divergence(every):
+    A = jnp.diag(jnp.array([1.0, 3.0]))
+    loss = lambda th: 0.5 * th @ A @ th
+    traj = dc.run(dc.gd(0.8), loss, jnp.array([1.0, 1.0]), 50, max_norm=1e3, every=every,
+                  record_grads=True)  # diverges: |1 - 0.8 * 3| = 1.4
+    assert int(traj.diverged_at) > 0
+    assert traj.grads.shape == (50 // every, 2)
+    expected = jax.vmap(jax.grad(loss))(traj.params[:-1])  # at each saved iterate (frozen ones too)
+    np.testing.assert_allclose(traj.grads, expected, rtol=1e-13)
+    assert np.all(np.isfinite(np.asarray(traj.grads)))

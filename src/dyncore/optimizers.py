@@ -136,11 +136,16 @@ class Trajectory(NamedTuple):
       diverged_at: the first step ``k`` whose iterate was non-finite, beyond ``max_norm``, or had a
         non-finite loss (an int array; ``0`` if the start itself is bad), or ``-1`` when the run
         stayed bounded.
+      grads: with ``run(..., record_grads=True)``, the gradient each saved iterate but the last
+        stepped with (the minibatch gradient of a stochastic run), stacked like ``params``
+        without the final entry; else ``None``. After a divergence it is the gradient at the
+        repeated last good iterate.
     """
 
     params: Params
     loss: jax.Array
     diverged_at: jax.Array
+    grads: Params | None = None
 
     @property
     def diverged(self) -> jax.Array:
@@ -184,6 +189,7 @@ def run(
     key: jax.Array | None = None,
     max_norm: float = 1e8,
     every: int = 1,
+    record_grads: bool = False,
 ) -> Trajectory:
     """Run ``n_steps`` of ``optimizer`` from ``params0`` with one ``lax.scan``; report divergence.
 
@@ -208,6 +214,8 @@ def run(
       every: keep every ``every``-th iterate only (static; must divide ``n_steps``). Memory then
         grows like ``n_steps / every``: use ``every=n_steps`` to keep just the start and the end,
         e.g. in a ``vmap`` over a large grid of hyper-parameters. ``diverged_at`` stays exact.
+      record_grads: also return the gradients the steps used (``Trajectory.grads``), e.g. the
+        minibatch gradients of a stochastic run, which would otherwise have to be recomputed.
 
     Returns:
       A :class:`Trajectory`.
@@ -244,25 +252,26 @@ def run(
         params = jax.tree_util.tree_map(pick, new_params, params)
         opt_state = jax.tree_util.tree_map(pick, new_state, opt_state)
         value = pick(new_value, value)
-        return (params, opt_state, value, div), (params, value)
+        return (params, opt_state, value, div), (params, value, g if record_grads else None)
 
     value0 = loss(params0)
     div0 = jnp.where(_tree_ok(params0, max_norm) & jnp.isfinite(value0), -1, 0)
     init = (params0, optimizer.init(params0), value0, div0)
     steps = jnp.arange(n_steps)
     if every == 1:
-        (_, _, _, div), (path, values) = jax.lax.scan(step, init, (steps, keys))
+        (_, _, _, div), (path, values, grads) = jax.lax.scan(step, init, (steps, keys))
     else:  # an outer scan over blocks of `every` steps, each saving only its last iterate
 
         def block(carry, inp):
-            carry, _ = jax.lax.scan(lambda c, x: (step(c, x)[0], None), carry, inp)
-            return carry, (carry[0], carry[2])
+            first, (_, _, g) = step(carry, jax.tree_util.tree_map(lambda x: x[0], inp))
+            carry, _ = jax.lax.scan(lambda c, x: (step(c, x)[0], None), first, (inp[0][1:], inp[1][1:]))
+            return carry, (carry[0], carry[2], g)
 
         blocks = (steps.reshape(-1, every), keys.reshape(-1, every, *keys.shape[1:]))
-        (_, _, _, div), (path, values) = jax.lax.scan(block, init, blocks)
+        (_, _, _, div), (path, values, grads) = jax.lax.scan(block, init, blocks)
     params = jax.tree_util.tree_map(lambda p0, p: jnp.concatenate([p0[None], p]), params0, path)
     losses = jnp.concatenate([value0[None], values])
-    return Trajectory(params, losses, div)
+    return Trajectory(params, losses, div, grads)
 
 
 def run_chains(
