@@ -18,7 +18,7 @@ picks the device (``jax.devices()``), and the JSON records it.
 2. **Sweep throughput**: gradient descent on a quadratic over a grid of (eta, lam) settings, one
    ``vmap``-ed jitted call versus the loop a student writes (one call of a jitted function per
    setting); same numbers to 1e-12; then how the vmapped cost scales with grid size, steps and
-   parameter count.
+   parameter count, and the speedup over the loop as a function of the parameter count.
 3. **Curvature at scale**: the top Hessian eigenpairs of an MLP by Lanczos (matrix-free), against
    dense ``eigh`` where the dense Hessian fits, for growing parameter counts.
 4. **The whole book**: wall time to execute each notebook (nbclient, as the book build does).
@@ -172,12 +172,21 @@ def bench_sweep(grid: int, n_steps: int, dim: int, scaling: dict, repeats: int) 
     for key, values in scaling.items():
         for v in values:
             cfg = {**base, key: v}
-            _, f = _sweep_fns(cfg["dim"], cfg["n_steps"])
+            single, f = _sweep_fns(cfg["dim"], cfg["n_steps"])
             e, l = _grid(cfg["grid"])
             jax.block_until_ready(f(e, l))
             t = _median_time(lambda: jax.block_until_ready(f(e, l)), repeats)
-            result["scaling"].append(dict(vary=key, **cfg, vmap_s=t))
-            print(f"    vary {key:8s} = {v:6d}: vmap {t * 1e3:8.2f} ms", flush=True)
+            row = dict(vary=key, **cfg, vmap_s=t)
+            extra = ""
+            if key == "dim":  # the student's loop too: grid x the median time of one call
+                pairs = list(zip(np.asarray(e).tolist(), np.asarray(l).tolist()))[:: max(1, e.size // 16)]
+                float(single(*pairs[0]))
+                calls = [_median_time(lambda p=p: float(single(*p)), 1) for p in pairs]
+                row.update(loop_s=float(e.size * np.median(calls)))
+                row.update(speedup=row["loop_s"] / t)
+                extra = f", loop {row['loop_s'] * 1e3:8.1f} ms (from {len(pairs)} calls), speedup {row['speedup']:5.1f}x"
+            result["scaling"].append(row)
+            print(f"    vary {key:8s} = {v:6d}: vmap {t * 1e3:8.2f} ms{extra}", flush=True)
     return result
 
 
@@ -213,14 +222,15 @@ def bench_curvature(sizes: list[tuple[int, ...]], dense_max: int, k: int, num_it
 SUITES = {
     "full": dict(repeats=9, sweep=dict(grid=256, n_steps=1000, dim=10, repeats=5,
                                        scaling=dict(grid=[16, 64, 256, 1024], n_steps=[250, 1000, 4000],
-                                                    dim=[10, 30, 100, 300])),
+                                                    dim=[2, 5, 10, 30, 100, 300])),
                  curvature=dict(sizes=[(8, 32, 32, 1), (16, 64, 64, 1), (32, 128, 128, 1),
                                        (64, 256, 256, 10), (128, 256, 256, 10)], dense_max=5000, k=5, num_iters=60)),
     "quick": dict(repeats=5, sweep=dict(grid=256, n_steps=1000, dim=10, repeats=3,
-                                        scaling=dict(grid=[16, 256, 1024], n_steps=[250, 4000], dim=[30, 100, 300])),
+                                        scaling=dict(grid=[16, 256, 1024], n_steps=[250, 4000],
+                                                     dim=[2, 5, 10, 30, 100, 300])),
                   curvature=dict(sizes=[(8, 32, 32, 1), (32, 128, 128, 1), (64, 256, 256, 10)],
                                  dense_max=2500, k=5, num_iters=40)),
-    "smoke": dict(repeats=2, sweep=dict(grid=16, n_steps=50, dim=4, repeats=1, scaling=dict(grid=[4])),
+    "smoke": dict(repeats=2, sweep=dict(grid=16, n_steps=50, dim=4, repeats=1, scaling=dict(grid=[4], dim=[2])),
                   curvature=dict(sizes=[(2, 4, 1)], dense_max=100, k=2, num_iters=10)),
 }
 

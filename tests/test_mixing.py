@@ -227,6 +227,29 @@ def test_recording_every_does_not_change_the_chains():
     np.testing.assert_allclose(coarse.theta, fine.theta[:, ::10], rtol=1e-12, atol=1e-14)
 
 
+
+def test_part_observes_one_leaf_of_a_larger_network():
+    """part= records only the scale-invariant leaf; its dynamics are those of that leaf alone."""
+    g_w = dc.noisy_grad(dc.great_circle_grad, 1.0)
+    A = jnp.array([[2.0, 0.5], [0.5, 1.0]])
+
+    def g(p, k):  # the noise goes to the first leaf only; the second is a plain quadratic
+        return {"w": g_w(p["w"], k), "b": A @ p["b"]}
+
+    params0 = {"w": X0, "b": jnp.array([1.0, -2.0])}
+    kw = dict(key=jax.random.key(8), n_chains=3, every=5)
+    whole = dc.sgd_chains(g, params0, 30, 0.05, 0.1, 0.5, **kw)
+    part = dc.sgd_chains(g, params0, 30, 0.05, 0.1, 0.5, part=lambda p: p["w"], **kw)
+    alone = dc.sgd_chains(g_w, X0, 30, 0.05, 0.1, 0.5, **kw)
+    assert whole.x.shape == (3, 7, 5) and part.x.shape == (3, 7, 3)
+    # the flattened pytree is {"b", "w"} in key order: the observed leaf is the last three entries
+    np.testing.assert_array_equal(part.x, whole.x[..., 2:])
+    np.testing.assert_allclose(part.x, alone.x, rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(part.theta, alone.theta, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(part.delta, alone.delta, rtol=1e-10, atol=1e-15)
+    # without part the angle is the one of the first two entries of everything, here of b
+    assert not np.allclose(whole.theta, part.theta)
+
 def test_exact_scale_symmetry_bit_for_bit():
     """(cη, λ/c, √c x₀) gives √c times the (η, λ, x₀) trajectory, with the same keys (c = 4)."""
     key = jax.random.key(6)
