@@ -281,6 +281,20 @@ def test_divergence_is_reported_and_never_nan():
     assert np.all(np.isfinite(np.asarray(rec.x))) and np.all(np.isfinite(np.asarray(rec.theta)))
 
 
+
+@pytest.mark.parametrize("every", [1, 5])
+def test_a_chain_that_hits_zero_is_stopped_there_without_nan(every):
+    """ηλ = 1 and a zero gradient: x₁ = (1 - ηλ)x₀ = 0 exactly, a point without a direction."""
+    zero_grad = lambda x, k: jnp.zeros_like(x)  # noqa: E731
+    rec = dc.sgd_chains(zero_grad, X0, 10, 0.5, 2.0, key=jax.random.key(0), n_chains=2, every=every)
+    np.testing.assert_array_equal(rec.diverged_at, [1, 1])
+    for field in (rec.x, rec.theta, rec.delta):
+        assert np.all(np.isfinite(np.asarray(field)))
+    np.testing.assert_array_equal(rec.x[:, -1], np.broadcast_to(np.asarray(X0), (2, 3)))  # frozen at x₀
+    start = dc.sgd_chains(zero_grad, jnp.zeros(3), 10, 0.5, 0.1, key=jax.random.key(0), n_chains=2, every=every)
+    np.testing.assert_array_equal(start.diverged_at, [0, 0])
+    assert np.all(np.isfinite(np.asarray(start.delta)))
+
 def test_momentum_and_adamw_are_the_optax_updates():
     g = dc.noisy_grad(dc.great_circle_grad, 1.0)
     key = jax.random.key(9)

@@ -265,8 +265,9 @@ class ChainRecord(NamedTuple):
       delta: ``(n_chains, R + 1)`` the angular update of the step that *ended* at each recorded step,
         :math:`\Delta_k = \angle(x_{k-1}, x_k)` (0 at :math:`k = 0`), from the chord
         :math:`2\arcsin(\|\bar x_k - \bar x_{k-1}\|/2)`, accurate for small angles.
-      diverged_at: ``(n_chains,)`` first step whose iterate was non-finite or beyond ``max_norm``
-        (``-1`` if none); the chain is frozen from there, so no NaN is recorded.
+      diverged_at: ``(n_chains,)`` first step whose iterate was non-finite or beyond ``max_norm``,
+        or whose observed part was exactly zero (it has no direction); ``-1`` if none, ``0`` for a
+        bad start. The chain is frozen from there, so no NaN is recorded.
     """
 
     steps: jax.Array
@@ -360,17 +361,20 @@ def sgd_chains(
         return sum(jnp.sum(leaf**2) for leaf in jax.tree_util.tree_leaves(tree))
 
     def one_chain(chain_key):
-        def step(carry, k):
+        def step(carry, k, with_delta):
             params, state, theta, div, _ = carry
             g = grad_fn(params, jax.random.fold_in(chain_key, k))
             updates, new_state = opt.update(g, state, params)
             new = optax.apply_updates(params, updates)
             a, b = _flat(part(params)), _flat(part(new))
             dtheta = jnp.arctan2(a[0] * b[1] - a[1] * b[0], a[0] * b[0] + a[1] * b[1])
-            chord = jnp.linalg.norm(b / jnp.linalg.norm(b) - a / jnp.linalg.norm(a))
-            delta = 2 * jnp.arcsin(jnp.minimum(chord / 2, 1.0))
             s = sq_norm(new)
-            bad = ~jnp.isfinite(s) | (s > max_norm**2) | ~jnp.isfinite(delta)
+            # a zero observed part has no direction (a was checked as b one step earlier)
+            bad = ~jnp.isfinite(s) | (s > max_norm**2) | (jnp.sum(b**2) == 0)
+            if with_delta:  # only the last step of a block is recorded: its arcsin is all we need
+                chord = jnp.linalg.norm(b / jnp.linalg.norm(b) - a / jnp.linalg.norm(a))
+                delta = 2 * jnp.arcsin(jnp.minimum(chord / 2, 1.0))
+                bad = bad | ~jnp.isfinite(delta)
             div = jnp.where((div < 0) & bad, k + 1, div)
             keep = div >= 0
 
@@ -380,17 +384,20 @@ def sgd_chains(
             params = jax.tree_util.tree_map(pick, new, params)
             state = jax.tree_util.tree_map(pick, new_state, state)
             theta = theta + jnp.where(keep, 0.0, dtheta)
-            return (params, state, theta, div, jnp.where(keep, 0.0, delta)), None
+            delta = jnp.where(keep, 0.0, delta) if with_delta else carry[4]
+            return (params, state, theta, div, delta), None
 
         def block(carry, r):
-            carry, _ = jax.lax.scan(step, carry, r * every + jnp.arange(every))
+            ks = r * every + jnp.arange(every)
+            carry, _ = jax.lax.scan(lambda c, k: step(c, k, False), carry, ks[:-1])
+            carry, _ = step(carry, ks[-1], True)
             params, _, theta, _, delta = carry
             return carry, (_flat(part(params)), theta, delta)
 
         zero = jnp.zeros((), jnp.result_type(float))
         first = _flat(part(x0))
         theta0 = jnp.arctan2(first[1], first[0])
-        div0 = jnp.where(jnp.isfinite(sq_norm(x0)), -1, 0)
+        div0 = jnp.where(jnp.isfinite(sq_norm(x0)) & (jnp.sum(first**2) > 0), -1, 0)
         init = (x0, opt.init(x0), theta0, div0, zero)
         carry, (xs, thetas, deltas) = jax.lax.scan(block, init, jnp.arange(n_steps // every))
         return (
