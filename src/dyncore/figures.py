@@ -110,12 +110,13 @@ class _TextCache:
     Most of a slider move is matplotlib drawing text: every frame lays out and rasterizes every
     tick label, legend entry and title glyph by glyph, although most of them are the same
     strings as in the last frame. This cache keys a text by its string, font, angle and
-    position modulo one pixel (quantized to ``1/SUBPIXEL`` px), renders it once into a scratch
-    Agg buffer with matplotlib's own ``draw_text``, and afterwards composites the stored
-    coverage mask with the renderer's ``draw_text_image`` (the colour, alpha and clip box still
-    come from the current graphics context). The result differs from an uncached draw by at most
-    ``1/(2 SUBPIXEL)`` px in a text's position. Anything unexpected (TeX text, a matplotlib
-    whose renderer lacks these hooks) falls back to the ordinary drawing.
+    position modulo one pixel (to ``1/SUBPIXEL`` px, FreeType's own resolution for glyph
+    positions), renders it once into a scratch Agg buffer with matplotlib's own ``draw_text``,
+    and afterwards composites the stored coverage mask with the renderer's ``draw_text_image``
+    (the colour, alpha and clip box still come from the current graphics context). The picture
+    agrees with an uncached draw up to 8-bit rounding where the glyphs of one string overlap
+    (``tests/test_figures.py`` compares them). Anything unexpected (TeX text, a matplotlib whose
+    renderer lacks these hooks) falls back to the ordinary drawing.
     """
 
     SUBPIXEL = 64
@@ -152,7 +153,9 @@ class _TextCache:
         fx, fy = (xq - xi * q) / q, (yq - yi * q) / q
         features = mtext.get_fontfeatures() if hasattr(mtext, "get_fontfeatures") else None
         language = mtext.get_language() if hasattr(mtext, "get_language") else None
-        key = (s, hash(prop), float(angle), ismath, fx, fy, bool(gc.get_antialiased()), renderer.dpi,
+        font = (tuple(prop.get_family()), prop.get_style(), prop.get_variant(), prop.get_weight(),
+                prop.get_stretch(), prop.get_size_in_points(), prop.get_file(), prop.get_math_fontfamily())
+        key = (s, font, float(angle), ismath, fx, fy, bool(gc.get_antialiased()), renderer.dpi,
                None if features is None else tuple(features), language)
         if key not in self.masks:
             self.misses += 1
