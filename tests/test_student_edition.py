@@ -106,3 +106,81 @@ def test_student_edition_has_the_exercises_and_no_solution(nb, editions):
     for line in code:
         assert re.sub(r"\s+", " ", line) in t_text, f"control failed: solution code {line!r} not found"
         assert re.sub(r"\s+", " ", line) not in s_text, f"solution code {line!r} leaks into the student edition"
+
+
+# ----------------------------------------------------------------------------- stripped notebooks
+sys.path.insert(0, str(ROOT / "tools"))
+import student_edition  # noqa: E402
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
+def test_student_notebooks_keep_every_exercise_and_lose_every_solution(nb):
+    import nbformat
+
+    original = json.loads(nb.read_text())
+    stripped = student_edition.strip_solutions(original)
+    nbformat.validate(nbformat.from_dict(stripped))
+    ids = [c["id"] for c in stripped["cells"]]
+    assert len(set(ids)) == len(ids)
+    labels, prose, code = solutions(nb)
+    text = "\n".join(c["source"] for c in stripped["cells"])
+    for label in labels:
+        assert f":label: {label}" in text, f"exercise {label} lost"
+    assert "{solution" not in text
+    flat = re.sub(r"\s+", " ", text)
+    for phrase in prose:
+        assert phrase not in flat, f"solution text {phrase!r} left in the student notebook"
+    for line in code:
+        assert line not in text, f"solution code {line!r} left in the student notebook"
+    # the other code cells are kept, in order, and one empty answer cell replaces each gated solution
+    answer = student_edition.ANSWER_CELL
+    kept = [c["source"] for c in stripped["cells"] if c["cell_type"] == "code"]
+    gated, expected = False, []
+    for kind, src in _cells(nb):
+        if kind == "markdown" and "{solution-start}" in src:
+            gated = True
+            expected.append(answer)
+        if kind == "markdown" and "{solution-end}" in src:
+            gated = False
+        if kind == "code" and not gated:
+            expected.append(src)
+    assert kept == expected
+    assert kept.count(answer) == sum("{solution-start}" in s for k, s in _cells(nb) if k == "markdown") >= 1
+    # nothing after an answer cell can depend on a removed solution: no other code follows
+    first = kept.index(answer)
+    assert all(src == answer for src in kept[first:])
+
+
+def test_strip_solutions_on_a_small_notebook():
+    md = lambda s: {"cell_type": "markdown", "metadata": {}, "source": s}  # noqa: E731
+    code = lambda s: {"cell_type": "code", "metadata": {}, "source": s, "outputs": [1], "execution_count": 3}  # noqa: E731
+    nb = {"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": [
+        md("Intro.\n\n```{exercise} A\n:label: ex-a\nDo A.\n```\n\n````{solution} ex-a\n:class: dropdown\nSecret A.\n````\n\nAfter A."),
+        code("x = 1"),
+        md("```{exercise} B\n:label: ex-b\nDo B.\n```\n\n````{solution-start} ex-b\n:class: dropdown\n````\n\nSecret B."),
+        code("secret = 2"),
+        md("````{solution-end}\n````\n\nThe end."),
+    ]}
+    out = student_edition.strip_solutions(nb)
+    assert [c["source"] for c in out["cells"]] == [
+        "Intro.\n\n```{exercise} A\n:label: ex-a\nDo A.\n```\n\nAfter A.\n",
+        "x = 1",
+        "```{exercise} B\n:label: ex-b\nDo B.\n```\n",
+        student_edition.ANSWER_CELL,
+        "The end.\n",
+    ]
+    assert out["cells"][1]["outputs"] == [] and out["cells"][1]["execution_count"] is None
+    assert nb["cells"][1]["outputs"] == [1]  # the input is not modified
+    with pytest.raises(ValueError, match="without its"):
+        student_edition.strip_solutions({**nb, "cells": nb["cells"][:4]})
+
+
+def test_notebooks_only_writes_one_stripped_notebook_per_chapter(tmp_path):
+    cmd = [sys.executable, str(ROOT / "tools" / "student_edition.py"), "--notebooks-only", "--output", str(tmp_path)]
+    result = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    written = sorted(p.name for p in (tmp_path / "notebooks").glob("*.ipynb"))
+    assert written == [nb.name for nb in NOTEBOOKS]
+    assert not (tmp_path / "_build").exists()  # no site was built
+    for name in written:
+        assert "{solution" not in (tmp_path / "notebooks" / name).read_text()
