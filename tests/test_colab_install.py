@@ -110,6 +110,25 @@ def test_live_figures_work_with_colabs_ipywidgets_7(tmp_path):
     assert line.split() == ["WIDGETS", "7.7.1", "2", "True", "False"], line
 
 
+# matplotlib before 3.11 (Colab's) rasterizes a whole string at a rounded pixel position, 3.11
+# glyph by glyph at 1/64 px: the slider figures' text cache must reproduce both
+OLDER_MATPLOTLIB = "matplotlib==3.10.*"
+
+
+def test_text_cache_matches_an_older_matplotlibs_own_drawing(tmp_path):
+    target = tmp_path / "mpl"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target),
+                    OLDER_MATPLOTLIB], check=True, capture_output=True, text=True)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(target), str(ROOT / "src")])}
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "text_cache",
+           str(ROOT / "tests" / "test_figures.py"), "-s"]
+    check = "import matplotlib; print('MPL', matplotlib.__version__)"
+    version = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, env=env).stdout
+    assert version.startswith("MPL 3.10."), version
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "3 passed" in result.stdout
+
 @pytest.mark.parametrize("stem", sorted(p.stem for p in (ROOT / "book").glob("*.ipynb")))
 def test_every_chapter_uses_the_same_install_cell(stem):
     assert _first_cell(stem) == _first_cell("01_gradient_flow"), f"{stem}: first cell differs from chapter 1's"

@@ -28,6 +28,7 @@ import html
 import io
 import itertools
 import json
+import math
 import os
 import time
 import uuid
@@ -110,16 +111,14 @@ class _TextCache:
     Most of a slider move is matplotlib drawing text: every frame lays out and rasterizes every
     tick label, legend entry and title glyph by glyph, although most of them are the same
     strings as in the last frame. This cache keys a text by its string, font, angle and
-    position modulo one pixel (to ``1/SUBPIXEL`` px, FreeType's own resolution for glyph
-    positions), renders it once into a scratch Agg buffer with matplotlib's own ``draw_text``,
-    and afterwards composites the stored coverage mask with the renderer's ``draw_text_image``
-    (the colour, alpha and clip box still come from the current graphics context). The picture
-    agrees with an uncached draw up to 8-bit rounding where the glyphs of one string overlap
-    (``tests/test_figures.py`` compares them). Anything unexpected (TeX text, a matplotlib whose
+    position modulo two pixels, renders it once into a scratch Agg buffer with matplotlib's own
+    ``draw_text`` at the same position modulo two pixels, and afterwards composites the stored
+    coverage mask with the renderer's ``draw_text_image`` (the colour, alpha and clip box still
+    come from the current graphics context). The picture agrees with an uncached draw up to 8-bit
+    rounding where the glyphs of one string overlap (``tests/test_figures.py`` compares them). Anything unexpected (TeX text, a matplotlib whose
     renderer lacks these hooks) falls back to the ordinary drawing.
     """
 
-    SUBPIXEL = 64
     MAX_ENTRIES = 4000
 
     def __init__(self) -> None:
@@ -147,40 +146,44 @@ class _TextCache:
         return renderer
 
     def _draw(self, renderer, gc, x, y, s, prop, angle, ismath, mtext) -> None:
-        q = self.SUBPIXEL
-        xq, yq = round(x * q), round(y * q)  # y points down (Agg flips it before draw_text)
-        xi, yi = xq // q, yq // q
-        fx, fy = (xq - xi * q) / q, (yq - yi * q) / q
+        # the scratch buffer places the text at the same fractional position and at integer
+        # coordinates of the same parity (matplotlib < 3.11 rounds to whole pixels, half to
+        # even), so it is rasterized exactly as it would be in place; y points down here
+        xi, yi = math.floor(x), math.floor(y)
         features = mtext.get_fontfeatures() if hasattr(mtext, "get_fontfeatures") else None
         language = mtext.get_language() if hasattr(mtext, "get_language") else None
         font = (tuple(prop.get_family()), prop.get_style(), prop.get_variant(), prop.get_weight(),
                 prop.get_stretch(), prop.get_size_in_points(), prop.get_file(), prop.get_math_fontfamily())
-        key = (s, font, float(angle), ismath, fx, fy, bool(gc.get_antialiased()), renderer.dpi,
-               None if features is None else tuple(features), language)
+        key = (s, font, float(angle), ismath, x - xi, y - yi, xi % 2, yi % 2, bool(gc.get_antialiased()),
+               renderer.dpi, None if features is None else tuple(features), language)
         if key not in self.masks:
             self.misses += 1
             if len(self.masks) >= self.MAX_ENTRIES:
                 self.masks.clear()
-            self.masks[key] = self._rasterize(renderer, s, prop, angle, ismath, mtext, fx, fy,
-                                              gc.get_antialiased())
+            self.masks[key] = self._rasterize(renderer, s, prop, angle, ismath, mtext, x - xi + xi % 2,
+                                              y - yi + yi % 2, gc.get_antialiased())
         else:
             self.hits += 1
         entry = self.masks[key]
         if entry is not None:
             mask, left, bottom = entry
-            renderer._renderer.draw_text_image(mask, xi + left, yi + bottom, 0, gc)
+            renderer._renderer.draw_text_image(mask, xi - xi % 2 + left, yi - yi % 2 + bottom, 0, gc)
 
     @staticmethod
-    def _rasterize(renderer, s, prop, angle, ismath, mtext, fx, fy, antialiased):
-        """Draw ``s`` in black on a transparent scratch buffer; return (coverage, left, bottom)."""
+    def _rasterize(renderer, s, prop, angle, ismath, mtext, dx, dy, antialiased):
+        """Draw ``s`` in black on a transparent scratch buffer at ``(r + dx, r + dy)``, ``r`` even.
+
+        Returns the coverage mask and its left column and bottom row (exclusive) relative to
+        ``(r, r)``, or None for a text without ink.
+        """
         w, h, d = renderer.get_text_width_height_descent(s, prop, ismath)
-        r = int(np.ceil(np.hypot(w, h + d))) + 4  # the text lies within r of its anchor at any angle
-        scratch = RendererAgg(2 * r, 2 * r, renderer.dpi)
+        r = 2 * (int(np.ceil(np.hypot(w, h + d))) // 2 + 3)  # beyond the text at any angle; even
+        scratch = RendererAgg(2 * r + 2, 2 * r + 2, renderer.dpi)
         gc = scratch.new_gc()
         gc.set_foreground("black")
         gc.set_alpha(1.0)
         gc.set_antialiased(antialiased)
-        RendererAgg.draw_text(scratch, gc, r + fx, r + fy, s, prop, angle, ismath=ismath, mtext=mtext)
+        RendererAgg.draw_text(scratch, gc, r + dx, r + dy, s, prop, angle, ismath=ismath, mtext=mtext)
         gc.restore()
         alpha = np.asarray(scratch.buffer_rgba())[..., 3]
         rows, cols = np.flatnonzero(alpha.any(axis=1)), np.flatnonzero(alpha.any(axis=0))
