@@ -258,6 +258,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     suite_name = "smoke" if args.smoke else "quick" if args.quick else "full"
     suite = SUITES[suite_name]
+    # on a GPU this process and each notebook kernel it starts would otherwise each try to reserve
+    # 75% of the device's memory; allocate on demand instead (no effect on a CPU)
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
     import jax
 

@@ -1,9 +1,15 @@
 """Shared set-up for the dyncore tests.
 
 float64 must be enabled before any JAX array exists, so it is the very first thing done here.
+On a GPU, JAX would by default reserve 75% of the device's memory for this process, leaving the
+notebook kernels that nbval starts with the rest; the tests allocate on demand instead.
 """
 
-import jax
+import os
+
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+
+import jax  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
 
