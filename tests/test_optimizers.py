@@ -345,3 +345,27 @@ def test_recorded_gradients_with_every_and_after_divergence(every):
     expected = jax.vmap(jax.grad(loss))(traj.params[:-1])  # at each saved iterate (frozen ones too)
     np.testing.assert_allclose(traj.grads, expected, rtol=1e-13)
     assert np.all(np.isfinite(np.asarray(traj.grads)))
+
+
+# ----------------------------------------------------------------------------- runs without a loss
+def test_stochastic_run_without_a_loss_takes_the_same_steps(nl_problem):
+    grad_fn = dc.minibatch_grad(nl_problem, 4)
+    kw = dict(grad_fn=grad_fn, key=jax.random.PRNGKey(11), every=5, record_grads=True)
+    with_loss = dc.run(dc.heavy_ball(0.2, 0.5), nl_problem.loss, nl_problem.params0, 40, **kw)
+    without = dc.run(dc.heavy_ball(0.2, 0.5), None, nl_problem.params0, 40, **kw)
+    assert without.loss is None and with_loss.loss.shape == (9,)
+    np.testing.assert_array_equal(without.params, with_loss.params)
+    np.testing.assert_array_equal(without.grads, with_loss.grads)
+    assert int(without.diverged_at) == int(with_loss.diverged_at) == -1
+
+
+def test_run_without_a_loss_still_reports_divergence():
+    A = jnp.diag(jnp.array([1.0, 3.0]))
+    grad_fn = lambda th, key: A @ th  # noqa: E731  (deterministic; the key is unused)
+    kw = dict(key=jax.random.PRNGKey(0), max_norm=1e3)
+    without = dc.run(dc.gd(0.8), None, jnp.array([1.0, 1.0]), 50, grad_fn=grad_fn, **kw)
+    reference = dc.run(dc.gd(0.8), lambda th: 0.5 * th @ A @ th, jnp.array([1.0, 1.0]), 50, max_norm=1e3)
+    assert int(without.diverged_at) == int(reference.diverged_at) > 0  # |1 - 0.8 * 3| = 1.4
+    np.testing.assert_array_equal(without.params, reference.params)  # frozen at the same iterate
+    with pytest.raises(ValueError, match="loss is required unless grad_fn is given"):
+        dc.run(dc.gd(0.1), None, jnp.ones(2), 10)

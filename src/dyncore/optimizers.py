@@ -132,7 +132,8 @@ class Trajectory(NamedTuple):
       params: the iterates :math:`\\theta_0, \\theta_e, \\theta_{2e}, \\ldots, \\theta_n` (every ``e``-th
         step, ``e = every`` of :func:`run`, 1 by default), stacked on a leading axis of length
         ``n_steps // every + 1``. After a divergence the last finite iterate is repeated (never NaN).
-      loss: the full-batch loss at the same iterates (NaN-free for the same reason).
+      loss: the full-batch loss at the same iterates (NaN-free for the same reason); ``None`` for
+        a stochastic run without a loss (``run(optimizer, None, ...)``).
       diverged_at: the first step ``k`` whose iterate was non-finite, beyond ``max_norm``, or had a
         non-finite loss (an int array; ``0`` if the start itself is bad), or ``-1`` when the run
         stayed bounded.
@@ -143,7 +144,7 @@ class Trajectory(NamedTuple):
     """
 
     params: Params
-    loss: jax.Array
+    loss: jax.Array | None
     diverged_at: jax.Array
     grads: Params | None = None
 
@@ -181,7 +182,7 @@ def _tree_ok(tree, max_norm) -> jax.Array:
 
 def run(
     optimizer: optax.GradientTransformation,
-    loss: Callable[[Params], jax.Array],
+    loss: Callable[[Params], jax.Array] | None,
     params0: Params,
     n_steps: int,
     *,
@@ -206,6 +207,9 @@ def run(
     Args:
       optimizer: an optax transformation (:func:`gd`, :func:`heavy_ball`, ...).
       loss: full-batch loss, evaluated at every iterate (and differentiated when ``grad_fn`` is None).
+        With ``grad_fn`` it may be ``None``: no loss is evaluated (a stochastic run then costs its
+        minibatch gradients only), ``Trajectory.loss`` is ``None``, and divergence is judged
+        from the iterates alone.
       params0: starting point (pytree).
       n_steps: number of steps (static).
       grad_fn: optional stochastic gradient ``grad_fn(params, key)``.
@@ -222,7 +226,8 @@ def run(
 
     Raises:
       ValueError: for a non-positive ``n_steps``, ``every`` or ``max_norm``, an ``every`` that
-        does not divide ``n_steps``, or a ``grad_fn`` without ``key``.
+        does not divide ``n_steps``, a ``grad_fn`` without ``key``, or neither ``loss`` nor
+        ``grad_fn``.
     """
     n_steps = check_positive_int("n_steps", n_steps)
     every = check_positive_int("every", every)
@@ -232,6 +237,14 @@ def run(
         raise ValueError(f"max_norm must be > 0, got {max_norm}")
     if grad_fn is not None and key is None:
         raise ValueError("key is required when grad_fn is given (a stochastic run)")
+    if loss is None and grad_fn is None:
+        raise ValueError("loss is required unless grad_fn is given")
+    without_loss = loss is None
+    if without_loss:  # a constant stands in for the loss; XLA drops it
+
+        def loss(params):
+            return jnp.zeros((), jnp.result_type(float))
+
     grad = jax.grad(loss)
     keys = jax.random.split(key, n_steps) if key is not None else jnp.zeros((n_steps,))
 
@@ -271,7 +284,7 @@ def run(
         (_, _, _, div), (path, values, grads) = jax.lax.scan(block, init, blocks)
     params = jax.tree_util.tree_map(lambda p0, p: jnp.concatenate([p0[None], p]), params0, path)
     losses = jnp.concatenate([value0[None], values])
-    return Trajectory(params, losses, div, grads)
+    return Trajectory(params, None if without_loss else losses, div, grads)
 
 
 def run_chains(
