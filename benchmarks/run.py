@@ -151,6 +151,18 @@ def _grid(n: int):
     return etas.ravel(), lams.ravel()
 
 
+def _paired(time_loop, time_vmap, repeats: int) -> tuple[float, float, list[float]]:
+    """Median loop time, median vmap time and the sorted loop/vmap ratios of ``repeats`` pairs.
+
+    The two are timed back to back in each pair, and a speedup is the median of the per-pair
+    ratios: a slow phase of a shared machine then slows both sides of a pair instead of one side
+    of the comparison.
+    """
+    pairs = [(time_loop(), time_vmap()) for _ in range(repeats)]
+    ratios = sorted(a / b for a, b in pairs)
+    return statistics.median(a for a, _ in pairs), statistics.median(b for _, b in pairs), ratios
+
+
 def bench_sweep(grid: int, n_steps: int, dim: int, scaling: dict, repeats: int) -> dict:
     import jax
     import numpy as np
@@ -161,14 +173,9 @@ def bench_sweep(grid: int, n_steps: int, dim: int, scaling: dict, repeats: int) 
     loop = lambda: [float(one(e, l)) for e, l in settings]
     jax.block_until_ready(batched(etas, lams))
     float(one(*settings[0]))  # compile both once (with the argument types they are timed with)
-    # loop and vmap alternate, and the speedup is the median of the per-pair ratios: a slow phase
-    # of a shared machine then slows both sides of a pair instead of one side of the comparison
-    pairs = []
-    for _ in range(repeats):
-        t_loop = _median_time(loop, 1)
-        pairs.append((t_loop, _median_time(lambda: jax.block_until_ready(batched(etas, lams)), 3)))
-    ratios = sorted(a / b for a, b in pairs)
-    t_loop, t_vmap = statistics.median(a for a, _ in pairs), statistics.median(b for _, b in pairs)
+    t_loop, t_vmap, ratios = _paired(
+        lambda: _median_time(loop, 1), lambda: _median_time(lambda: jax.block_until_ready(batched(etas, lams)), 3),
+        repeats)
     diff = float(np.max(np.abs(np.asarray(batched(etas, lams)) - np.asarray(loop()))))
     result = dict(grid=int(etas.size), n_steps=n_steps, dim=dim, loop_s=t_loop, vmap_s=t_vmap,
                   speedup=statistics.median(ratios), speedup_range=[ratios[0], ratios[-1]],
@@ -189,13 +196,10 @@ def bench_sweep(grid: int, n_steps: int, dim: int, scaling: dict, repeats: int) 
             if key == "dim":  # the student's loop too: grid x the median time of one call
                 sample = list(zip(np.asarray(e).tolist(), np.asarray(l).tolist()))[:: max(1, e.size // 16)]
                 float(single(*sample[0]))
-                pairs = []  # (loop estimate, vmap) measured back to back, as for the headline
-                for _ in range(repeats):
-                    calls = [_median_time(lambda p=p: float(single(*p)), 1) for p in sample]
-                    pairs.append((e.size * statistics.median(calls),
-                                  _median_time(lambda: jax.block_until_ready(f(e, l)), 1)))
-                row.update(loop_s=statistics.median(a for a, _ in pairs),
-                           speedup=statistics.median(a / b for a, b in pairs))
+                loop_s, _, ratios = _paired(
+                    lambda: e.size * statistics.median(_median_time(lambda p=p: float(single(*p)), 1) for p in sample),
+                    lambda: _median_time(lambda: jax.block_until_ready(f(e, l)), 1), repeats)
+                row.update(loop_s=loop_s, speedup=statistics.median(ratios))
                 extra = (f", loop {row['loop_s'] * 1e3:8.1f} ms (grid x one call), "
                          f"speedup {row['speedup']:5.1f}x")
             result["scaling"].append(row)

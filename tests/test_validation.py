@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import dyncore as dc
-from dyncore.validation import check_positive_int
+from dyncore.validation import check_positive, check_positive_int
 
 # The valid range of every book hyper-parameter, as the message must spell it.
 RANGE_TEXT = {
@@ -208,3 +208,25 @@ def _loss(theta):
 def test_public_functions_raise_value_error_on_bad_input(make, match):
     with pytest.raises(ValueError, match=re.escape(match)):
         make()
+
+
+@pytest.mark.parametrize(
+    "value,kwargs,match",
+    [
+        (0.0, {}, "c2 must be > 0, got 0"),
+        (-1.0, {"allow_zero": True}, "c2 must be >= 0, got -1"),
+        (np.array([1.0, np.nan]), {}, "c2 must be > 0, got nan"),
+        (np.inf, {}, "c2 must be > 0, got inf"),
+        (0.0, {"why": "for an equilibrium to exist"}, "c2 must be > 0 for an equilibrium to exist, got 0"),
+    ],
+)
+def test_check_positive_names_the_constant_and_its_range(value, kwargs, match):
+    with pytest.raises(ValueError, match=re.escape(match)):
+        check_positive("c2", value, **kwargs)
+
+
+def test_check_positive_accepts_valid_and_traced_values():
+    check_positive("c2", 0.5)
+    check_positive("T", 0.0, allow_zero=True)
+    check_positive("c2", np.array([1.0, 2.0]))
+    jax.jit(lambda c: check_positive("c2", c) or c)(-1.0)  # traced: checked where it is concrete

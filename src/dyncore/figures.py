@@ -115,8 +115,9 @@ class _TextCache:
     ``draw_text`` at the same position modulo two pixels, and afterwards composites the stored
     coverage mask with the renderer's ``draw_text_image`` (the colour, alpha and clip box still
     come from the current graphics context). The picture agrees with an uncached draw up to 8-bit
-    rounding where the glyphs of one string overlap (``tests/test_figures.py`` compares them). Anything unexpected (TeX text, a matplotlib whose
-    renderer lacks these hooks) falls back to the ordinary drawing.
+    rounding where the glyphs of one string overlap (``tests/test_figures.py`` compares them).
+    Anything unexpected (TeX text, a matplotlib whose renderer lacks these hooks) falls back to
+    the ordinary drawing.
     """
 
     MAX_ENTRIES = 4000
@@ -197,9 +198,9 @@ class _TextCache:
 class _CachedTextCanvas(FigureCanvasAgg):
     """An Agg canvas whose renderer draws text through a :class:`_TextCache`."""
 
-    def __init__(self, figure, text_cache: _TextCache | None = None):
+    def __init__(self, figure):
         super().__init__(figure)
-        self.text_cache = _TextCache() if text_cache is None else text_cache
+        self.text_cache = _TextCache()
 
     def get_renderer(self, *args, **kwargs):
         return self.text_cache.install(super().get_renderer(*args, **kwargs))

@@ -42,9 +42,9 @@ from jax.flatten_util import ravel_pytree
 from numpy.typing import ArrayLike
 
 from .adaptive import adamw
-from .optimizers import heavy_ball
+from .optimizers import _tree_ok, heavy_ball
 from .problems import Problem
-from .validation import check_hparams, check_positive_int, is_concrete
+from .validation import check_hparams, check_positive, check_positive_int, is_concrete
 
 __all__ = [
     "noisy_grad",
@@ -68,17 +68,6 @@ __all__ = [
 
 Params = Any
 GradFn = Callable[[Params, jax.Array], Params]
-
-
-def _check_positive(name: str, value, *, allow_zero: bool = False) -> None:
-    """ValueError unless the (concrete) value is > 0 (or >= 0)."""
-    if not is_concrete(value):
-        return
-    arr = np.asarray(value, dtype=float)
-    ok = np.isfinite(arr) & ((arr >= 0) if allow_zero else (arr > 0))
-    if not np.all(ok):
-        bad = float(arr[~ok].ravel()[0]) if arr.ndim else float(arr)
-        raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {bad:g}")
 
 
 def _check_kappa(kappa) -> None:
@@ -126,7 +115,7 @@ def noisy_grad(grad: Callable[[Params], Params], sigma, *, tangent: bool = True)
     Raises:
       ValueError: if ``sigma <= 0``.
     """
-    _check_positive("sigma", sigma)
+    check_positive("sigma", sigma)
 
     def grad_fn(x, key):
         flat, unravel = ravel_pytree(x)
@@ -193,7 +182,7 @@ def anisotropic_noise_grad(sigma, kappa) -> GradFn:
     Raises:
       ValueError: if ``sigma <= 0`` or ``kappa`` is not in ``[0, 1)``.
     """
-    _check_positive("sigma", sigma)
+    check_positive("sigma", sigma)
     _check_kappa(kappa)
 
     def grad_fn(x, key):
@@ -357,9 +346,6 @@ def sgd_chains(
     opt = heavy_ball(eta, beta, lam) if rho is None else adamw(eta, beta, rho, eps, lam)
     x0 = jax.tree_util.tree_map(_float, x0)
 
-    def sq_norm(tree):
-        return sum(jnp.sum(leaf**2) for leaf in jax.tree_util.tree_leaves(tree))
-
     def one_chain(chain_key):
         def step(carry, k, with_delta):
             params, state, theta, div, _ = carry
@@ -368,9 +354,8 @@ def sgd_chains(
             new = optax.apply_updates(params, updates)
             a, b = _flat(part(params)), _flat(part(new))
             dtheta = jnp.arctan2(a[0] * b[1] - a[1] * b[0], a[0] * b[0] + a[1] * b[1])
-            s = sq_norm(new)
             # a zero observed part has no direction (a was checked as b one step earlier)
-            bad = ~jnp.isfinite(s) | (s > max_norm**2) | (jnp.sum(b**2) == 0)
+            bad = ~_tree_ok(new, max_norm) | (jnp.sum(b**2) == 0)
             if with_delta:  # only the last step of a block is recorded: its arcsin is all we need
                 chord = jnp.linalg.norm(b / jnp.linalg.norm(b) - a / jnp.linalg.norm(a))
                 delta = 2 * jnp.arcsin(jnp.minimum(chord / 2, 1.0))
@@ -397,7 +382,7 @@ def sgd_chains(
         zero = jnp.zeros((), jnp.result_type(float))
         first = _flat(part(x0))
         theta0 = jnp.arctan2(first[1], first[0])
-        div0 = jnp.where(jnp.isfinite(sq_norm(x0)) & (jnp.sum(first**2) > 0), -1, 0)
+        div0 = jnp.where(_tree_ok(x0, max_norm) & (jnp.sum(first**2) > 0), -1, 0)
         init = (x0, opt.init(x0), theta0, div0, zero)
         carry, (xs, thetas, deltas) = jax.lax.scan(block, init, jnp.arange(n_steps // every))
         return (
@@ -569,8 +554,8 @@ def _validated(eta, lam, c2, r0, beta):
     Momentum enters these formulas only through the effective learning rate :math:`\eta/(1-\beta)`.
     """
     check_hparams(eta=eta, lam=lam, beta=beta)
-    _check_positive("c2", c2)
-    _check_positive("r0", r0)
+    check_positive("c2", c2)
+    check_positive("r0", r0)
     eta, lam, c2, r0, beta = (_float(v) for v in (eta, lam, c2, r0, beta))
     return eta / (1 - beta), lam, c2, r0
 
@@ -656,7 +641,7 @@ def clock_inverse(T: ArrayLike, eta, lam, c2=1.0, r0=1.0, beta=0.0) -> jax.Array
       ValueError: for invalid hyper-parameters, ``c2 <= 0``, ``r0 <= 0`` or a negative ``T``.
     """
     e, lam, c2, r0 = _validated(eta, lam, c2, r0, beta)
-    _check_positive("T", T, allow_zero=True)
+    check_positive("T", T, allow_zero=True)
     T = _float(T)
     a_inv = 2 * lam * r0**4 / (e * c2)  # 1/A
     y = jnp.expm1(2 * T)

@@ -275,10 +275,14 @@ def run(
         (_, _, _, div), (path, values, grads) = jax.lax.scan(step, init, (steps, keys))
     else:  # an outer scan over blocks of `every` steps, each saving only its last iterate
 
+        def step_keeping_grad(carry, inp):
+            carry, (_, _, g) = step(carry, inp)
+            return carry, g  # None unless record_grads: nothing else is stacked inside a block
+
         def block(carry, inp):
-            first, (_, _, g) = step(carry, jax.tree_util.tree_map(lambda x: x[0], inp))
-            carry, _ = jax.lax.scan(lambda c, x: (step(c, x)[0], None), first, (inp[0][1:], inp[1][1:]))
-            return carry, (carry[0], carry[2], g)
+            carry, gs = jax.lax.scan(step_keeping_grad, carry, inp)
+            first = None if gs is None else jax.tree_util.tree_map(lambda g: g[0], gs)
+            return carry, (carry[0], carry[2], first)
 
         blocks = (steps.reshape(-1, every), keys.reshape(-1, every, *keys.shape[1:]))
         (_, _, _, div), (path, values, grads) = jax.lax.scan(block, init, blocks)

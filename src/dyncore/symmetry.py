@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 from numpy.typing import ArrayLike
 
-from .validation import check_hparams, is_concrete
+from .validation import check_hparams, check_positive, is_concrete
 
 __all__ = [
     "angular_update",
@@ -44,13 +44,6 @@ __all__ = [
 ]
 
 _MODELS = ("gd", "eom", "paper", "leading")
-
-
-def _require_positive(name: str, value, why: str = "") -> None:
-    # NumPy, not jax.numpy: inside a jit trace even a jnp op on a constant returns a tracer.
-    if is_concrete(value) and not float(np.min(np.asarray(value, dtype=float))) > 0:
-        got = float(np.min(np.asarray(value, dtype=float)))
-        raise ValueError(f"{name} must be > 0{' ' + why if why else ''}, got {got:g}")
 
 
 def angular_update(path: ArrayLike) -> jax.Array:
@@ -137,8 +130,8 @@ def norm_equilibrium(eta, lam, c=1.0, *, model: str = "gd", beta=0.0) -> NormEqu
     check_hparams(eta=eta, lam=lam, beta=beta)
     if model not in _MODELS:
         raise ValueError(f"model must be one of {_MODELS}, got {model!r}")
-    _require_positive("lam", lam, "for an equilibrium to exist")
-    _require_positive("c", c)
+    check_positive("lam", lam, why="for an equilibrium to exist")
+    check_positive("c", c)
     if model != "gd" and is_concrete(beta) and float(np.max(np.abs(np.asarray(beta, dtype=float)))) != 0:
         got = float(np.max(np.asarray(beta, dtype=float)))
         raise ValueError(f"beta is only defined for model='gd', got beta={got:g}")
@@ -184,10 +177,10 @@ def norm_flow(ts: ArrayLike, r0, eta, lam, c=1.0, *, order: int = 1) -> jax.Arra
     check_hparams(eta=eta, lam=lam)
     if order not in (0, 1):
         raise ValueError(f"order must be 0 (gradient flow) or 1 (EoM with xi_0), got {order!r}")
-    _require_positive("r0", r0)
-    _require_positive("c", c)
+    check_positive("r0", r0)
+    check_positive("c", c)
     if order == 1:
-        _require_positive("lam", lam, "for the EoM's equilibrium")
+        check_positive("lam", lam, why="for the EoM's equilibrium")
     ts = jnp.asarray(ts, dtype=jnp.result_type(float))
     v0 = jnp.asarray(r0, dtype=ts.dtype) ** 4
     if order == 0:

@@ -26,7 +26,7 @@ from typing import Any
 import jax
 import numpy as np
 
-__all__ = ["RANGES", "check_hparams", "check_positive_int", "is_concrete"]
+__all__ = ["RANGES", "check_hparams", "check_positive", "check_positive_int", "is_concrete"]
 
 # name -> (lower, lower_inclusive, upper, upper_inclusive)
 RANGES: dict[str, tuple[float, bool, float, bool]] = {
@@ -75,6 +75,24 @@ def check_hparams(**values: Any) -> None:
         if not np.all(ok):
             bad = arr[~ok].ravel()[0] if arr.ndim else arr
             raise ValueError(f"{name} must be {_describe(lo, lo_inc, hi, hi_inc)}, got {float(bad):g}")
+
+
+def check_positive(name: str, value: Any, *, allow_zero: bool = False, why: str = "") -> None:
+    """Check that a model constant (not a book hyper-parameter) is finite and > 0 (or >= 0).
+
+    Traced values pass unchecked, as in :func:`check_hparams`.
+
+    Raises:
+      ValueError: ``c2 must be > 0, got 0``; ``why`` is added after the range
+        (``lam must be > 0 for an equilibrium to exist, got 0``).
+    """
+    if not is_concrete(value):
+        return
+    arr = np.asarray(value, dtype=float)
+    ok = np.isfinite(arr) & ((arr >= 0) if allow_zero else (arr > 0))
+    if not np.all(ok):
+        bad = float(arr[~ok].ravel()[0]) if arr.ndim else float(arr)
+        raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}{' ' + why if why else ''}, got {bad:g}")
 
 
 def check_positive_int(name: str, value: Any) -> int:
