@@ -206,7 +206,8 @@ def run(
 
     Args:
       optimizer: an optax transformation (:func:`gd`, :func:`heavy_ball`, ...).
-      loss: full-batch loss, evaluated at every iterate (and differentiated when ``grad_fn`` is None).
+      loss: full-batch loss, evaluated at every iterate. Without ``grad_fn`` the loss and the
+        gradient of an iterate come from one forward-backward pass (``jax.value_and_grad``).
         With ``grad_fn`` it may be ``None``: no loss is evaluated (a stochastic run then costs its
         minibatch gradients only), ``Trajectory.loss`` is ``None``, and divergence is judged
         from the iterates alone.
@@ -245,16 +246,22 @@ def run(
         def loss(params):
             return jnp.zeros((), jnp.result_type(float))
 
-    grad = jax.grad(loss)
     keys = jax.random.split(key, n_steps) if key is not None else jnp.zeros((n_steps,))
+    if grad_fn is None:  # one forward-backward pass per iterate gives its loss and gradient
+        evaluate = jax.value_and_grad(loss)
+    else:  # the gradient comes from grad_fn at each step; only the loss is evaluated
+
+        def evaluate(params):
+            return loss(params), None
 
     def step(carry, inp):
         k, step_key = inp
-        params, opt_state, value, div = carry
-        g = grad(params) if grad_fn is None else grad_fn(params, step_key)
+        params, opt_state, (value, g), div = carry
+        if grad_fn is not None:
+            g = grad_fn(params, step_key)
         updates, new_state = optimizer.update(g, opt_state, params)
         new_params = optax.apply_updates(params, updates)
-        new_value = loss(new_params)
+        new_value, new_g = evaluate(new_params)
         bad = ~_tree_ok(new_params, max_norm) | ~jnp.isfinite(new_value)
         div = jnp.where((div < 0) & bad, k + 1, div)
         keep = div >= 0  # once diverged, stay frozen at the last good iterate
@@ -264,12 +271,12 @@ def run(
 
         params = jax.tree_util.tree_map(pick, new_params, params)
         opt_state = jax.tree_util.tree_map(pick, new_state, opt_state)
-        value = pick(new_value, value)
-        return (params, opt_state, value, div), (params, value, g if record_grads else None)
+        value, new_g = jax.tree_util.tree_map(pick, (new_value, new_g), (value, g if grad_fn is None else None))
+        return (params, opt_state, (value, new_g), div), (params, value, g if record_grads else None)
 
-    value0 = loss(params0)
+    value0, g0 = evaluate(params0)
     div0 = jnp.where(_tree_ok(params0, max_norm) & jnp.isfinite(value0), -1, 0)
-    init = (params0, optimizer.init(params0), value0, div0)
+    init = (params0, optimizer.init(params0), (value0, g0), div0)
     steps = jnp.arange(n_steps)
     if every == 1:
         (_, _, _, div), (path, values, grads) = jax.lax.scan(step, init, (steps, keys))
@@ -282,7 +289,7 @@ def run(
         def block(carry, inp):
             carry, gs = jax.lax.scan(step_keeping_grad, carry, inp)
             first = None if gs is None else jax.tree_util.tree_map(lambda g: g[0], gs)
-            return carry, (carry[0], carry[2], first)
+            return carry, (carry[0], carry[2][0], first)
 
         blocks = (steps.reshape(-1, every), keys.reshape(-1, every, *keys.shape[1:]))
         (_, _, _, div), (path, values, grads) = jax.lax.scan(block, init, blocks)
