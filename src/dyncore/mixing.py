@@ -41,6 +41,7 @@ import optax
 from jax.flatten_util import ravel_pytree
 from numpy.typing import ArrayLike
 
+from . import _rng
 from .adaptive import adamw
 from .optimizers import _tree_ok, heavy_ball
 from .problems import Problem
@@ -82,10 +83,11 @@ def _float(x) -> jax.Array:
 
 
 # ------------------------------------------------------------------------------------ models
-def _normal(key: jax.Array, shape: tuple[int, ...], dtype) -> jax.Array:
+def _normal(key: jax.Array, shape: tuple[int], dtype) -> jax.Array:
     """Standard normals drawn in float32 and cast: the noise needs no more precision, and float64
-    draws cost 2.4x more (the random numbers dominate the cost of a chain step)."""
-    return jax.random.normal(key, shape, jnp.float32).astype(dtype)
+    draws cost 2.4x more. The numbers are ``jax.random.normal``'s, with its hash unrolled
+    (:mod:`dyncore._rng`): the random numbers dominate the cost of a chain step."""
+    return _rng.normal(key, shape[0], dtype)
 
 
 def noisy_grad(grad: Callable[[Params], Params], sigma, *, tangent: bool = True) -> GradFn:
@@ -349,7 +351,7 @@ def sgd_chains(
     def one_chain(chain_key):
         def step(carry, k, with_delta):
             params, state, theta, div, _ = carry
-            g = grad_fn(params, jax.random.fold_in(chain_key, k))
+            g = grad_fn(params, _rng.fold_in(chain_key, k))  # = jax.random.fold_in
             updates, new_state = opt.update(g, state, params)
             new = optax.apply_updates(params, updates)
             a, b = _flat(part(params)), _flat(part(new))
