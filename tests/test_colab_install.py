@@ -127,7 +127,7 @@ def test_text_cache_matches_an_older_matplotlibs_own_drawing(tmp_path):
     assert version.startswith("MPL 3.10."), version
     result = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "3 passed" in result.stdout
+    assert "4 passed" in result.stdout
 
 @pytest.mark.parametrize("stem", sorted(p.stem for p in (ROOT / "book").glob("*.ipynb")))
 def test_every_chapter_uses_the_same_install_cell(stem):

@@ -5,6 +5,7 @@ import io
 import re
 
 import jax.numpy as jnp
+import matplotlib
 import numpy as np
 import pytest
 from matplotlib.axes import Axes
@@ -274,7 +275,7 @@ def test_valid_prefix():
 
 # ----------------------------------------------------------------------------- text cache
 def _text_heavy_figure():
-    """Two panels with tick labels, a rotated y label, mathtext, a legend and a suptitle."""
+    """Two panels with tick labels, a rotated y label, mathtext, two lines, a legend and a suptitle."""
 
     def compute(eta):
         return dc.run(dc.gd(eta), _loss, THETA0, 30)
@@ -285,6 +286,7 @@ def _text_heavy_figure():
             ax.set(xlabel="step k", ylabel="loss (rotated label)")
             ax.legend(loc="upper right")
         axes[0].text(0.5, 0.5, "rotated", rotation=30, transform=axes[0].transAxes)
+        axes[1].text(0.2, 0.2, "two\nlines", transform=axes[1].transAxes)  # uses the line gap
         axes[0].figure.suptitle(f"η = {eta:.3g}")
 
     return dc.slider_figure(compute, draw, [dc.Slider("eta", [0.1, 0.2, 0.3])], ncols=2, dpi=60)
@@ -335,3 +337,21 @@ def test_text_cache_falls_back_to_matplotlib_when_its_internals_fail(monkeypatch
     monkeypatch.setattr(type(cache), "_draw", broken)
     assert fig.render(eta=0.2) == plain  # drawn by matplotlib itself
     assert not cache.enabled  # and the cache stays off for this figure
+
+
+def test_text_cache_font_metrics_lay_out_every_text_as_matplotlib_does():
+    fig = _text_heavy_figure()
+    cache = fig._canvas.text_cache
+    fig.render(eta=0.2)
+    renderer = fig._canvas.get_renderer()
+    texts = fig._fig.findobj(lambda a: hasattr(a, "_get_layout") and a.get_text())
+    cached = [t._get_layout(renderer) for t in texts]
+    cache.enabled = False  # the hook answers "unknown": matplotlib reads the font tables itself
+    plain = [t._get_layout(renderer) for t in texts]
+    cache.enabled = True
+    assert len(texts) > 20
+    for t, a, b in zip(texts, cached, plain):
+        assert repr(a) == repr(b), t.get_text()  # bounding box, line metrics and offsets, exactly
+    if tuple(int(v) for v in matplotlib.__version__.split(".")[:2]) >= (3, 11):
+        assert cache.metrics  # matplotlib asked the cache (older versions never do)
+        assert all(None not in v for v in cache.metrics.values())

@@ -40,6 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg, RendererAgg
 from matplotlib.figure import Figure
+from matplotlib.font_manager import fontManager, get_font
 from PIL import Image as PILImage
 
 from .validation import RANGES, check_hparams
@@ -105,6 +106,11 @@ def _fmt(v: float) -> str:
     return f"{v:.4g}"
 
 
+def _font_key(prop) -> tuple:
+    return (tuple(prop.get_family()), prop.get_style(), prop.get_variant(), prop.get_weight(),
+            prop.get_stretch(), prop.get_size_in_points(), prop.get_file(), prop.get_math_fontfamily())
+
+
 class _TextCache:
     """Rasterize each distinct text once per figure, then paste its coverage mask.
 
@@ -117,19 +123,23 @@ class _TextCache:
     come from the current graphics context). The picture agrees with an uncached draw up to 8-bit
     rounding where the glyphs of one string overlap (``tests/test_figures.py`` compares them).
     Anything unexpected (TeX text, a matplotlib whose renderer lacks these hooks) falls back to
-    the ordinary drawing.
+    the ordinary drawing. It also keeps the line metrics of each font, which matplotlib 3.11
+    would otherwise look up in the font's tables for every text it lays out.
     """
 
     MAX_ENTRIES = 4000
 
     def __init__(self) -> None:
         self.masks: dict[tuple, tuple[np.ndarray, int, int] | None] = {}
+        self.metrics: dict[tuple, tuple[float | None, float | None, float | None]] = {}
+        self._dpi = 72.0
         self.hits = 0
         self.misses = 0
         self.enabled = True
 
     def install(self, renderer: RendererAgg) -> RendererAgg:
         """Route ``renderer.draw_text`` through the cache (once per renderer instance)."""
+        self._dpi = renderer.dpi
         if getattr(renderer, "_dyncore_text_cache", None) is not self:
             original = renderer.draw_text
 
@@ -143,8 +153,32 @@ class _TextCache:
                     original(gc, x, y, s, prop, angle, ismath=ismath, mtext=mtext)
 
             renderer.draw_text = draw_text
+            # matplotlib >= 3.11 asks the renderer for a font's line metrics before laying out a
+            # text (a hook of its PDF/PS backends); found from the font tables on every call
+            # otherwise, which costs a quarter of a redraw
+            renderer._get_font_height_metrics = self._font_height_metrics
             renderer._dyncore_text_cache = self
         return renderer
+
+    def _font_height_metrics(self, prop) -> tuple[float | None, float | None, float | None]:
+        """Ascent, descent and line gap of the font of ``prop`` (as ``Text._get_layout`` computes them), cached."""
+        if not self.enabled:
+            return None, None, None  # matplotlib measures them itself
+        key = (_font_key(prop), self._dpi)
+        if key not in self.metrics:
+            self.metrics[key] = None, None, None  # also if the font has neither table, as in matplotlib
+            try:
+                font = get_font(fontManager._find_fonts_by_props(prop))
+                scale = prop.get_size_in_points() * self._dpi / 72 / font.get_sfnt_table("head")["unitsPerEm"]
+                for table, gap, ascent, descent in (("OS/2", "sTypoLineGap", "sTypoAscender", "sTypoDescender"),
+                                                   ("hhea", "lineGap", "ascent", "descent")):
+                    values = font.get_sfnt_table(table)
+                    if values is not None:
+                        self.metrics[key] = values[ascent] * scale, -values[descent] * scale, values[gap] * scale
+                        break
+            except Exception:  # a matplotlib without these internals: it measures the font itself
+                pass
+        return self.metrics[key]
 
     def _draw(self, renderer, gc, x, y, s, prop, angle, ismath, mtext) -> None:
         # the scratch buffer places the text at the same fractional position and at integer
@@ -153,9 +187,7 @@ class _TextCache:
         xi, yi = math.floor(x), math.floor(y)
         features = mtext.get_fontfeatures() if hasattr(mtext, "get_fontfeatures") else None
         language = mtext.get_language() if hasattr(mtext, "get_language") else None
-        font = (tuple(prop.get_family()), prop.get_style(), prop.get_variant(), prop.get_weight(),
-                prop.get_stretch(), prop.get_size_in_points(), prop.get_file(), prop.get_math_fontfamily())
-        key = (s, font, float(angle), ismath, x - xi, y - yi, xi % 2, yi % 2, bool(gc.get_antialiased()),
+        key = (s, _font_key(prop), float(angle), ismath, x - xi, y - yi, xi % 2, yi % 2, bool(gc.get_antialiased()),
                renderer.dpi, None if features is None else tuple(features), language)
         if key not in self.masks:
             self.misses += 1
