@@ -86,7 +86,7 @@ def _float(x) -> jax.Array:
 def _normal(key: jax.Array, shape: tuple[int], dtype) -> jax.Array:
     """Standard normals drawn in float32 and cast: the noise needs no more precision, and float64
     draws cost 2.4x more. The numbers are ``jax.random.normal``'s, with its hash unrolled
-    (:mod:`dyncore._rng`): the random numbers dominate the cost of a chain step."""
+    (``dyncore._rng``): the random numbers dominate the cost of a chain step."""
     return _rng.normal(key, shape[0], dtype)
 
 

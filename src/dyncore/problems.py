@@ -237,7 +237,7 @@ def minibatch_grad(problem: Problem, batch_size: int) -> Callable[[Params, jax.A
     with ``key`` and returns the gradient of ``problem.batch_loss`` on them. Its mean over keys is
     the full-batch gradient; pass it to :func:`dyncore.optimizers.run` as ``grad_fn``. The
     examples are those of ``jax.random.choice(key, n, (batch_size,), replace=False)``, drawn
-    with the hash unrolled (:mod:`dyncore._rng`; several times faster inside a long scan).
+    with the hash unrolled (``dyncore._rng``; several times faster inside a long scan).
 
     Raises:
       ValueError: if the problem has no data or ``batch_size`` is not in ``[1, n]``.
