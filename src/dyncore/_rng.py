@@ -114,9 +114,13 @@ def sample_without_replacement(key: jax.Array, n: int, k: int) -> jax.Array:
 
     JAX shuffles ``arange(n)`` by a stable sort on fresh 32-bit random keys and keeps the first
     ``k``; one round of sorting suffices up to ``n`` of about 1600. The same keys are drawn here
-    with the hash unrolled, and the ``k`` smallest are found by ``lax.top_k`` on their bitwise
-    complement (which, like the stable sort, puts the lower index first among equal keys) instead
-    of sorting all ``n``. Larger ``n``, other generators or settings take JAX's own path.
+    with the hash unrolled. With 64-bit types enabled, each key and its index are packed into one
+    ``uint64`` (key in the high word), so that a plain sort of one array orders by key and then by
+    index, as the stable sort does: XLA's CPU sort is about four times faster on one array of a
+    primitive type than on a (key, index) pair with a comparator (3 against 12 µs for ``n = 128``).
+    Without 64-bit types the ``k`` smallest come from ``lax.top_k`` on the keys' bitwise complement
+    (which also puts the lower index first among equal keys). Larger ``n``, other generators or
+    settings take JAX's own path.
 
     Args:
       key: a PRNG key (typed, or a raw ``uint32[2]``).
@@ -132,4 +136,8 @@ def sample_without_replacement(key: jax.Array, n: int, k: int) -> jax.Array:
     words = _raw_threefry_key(key)
     # split(key)[1]: the hash of the 64-bit counter 1
     sub = threefry2x32(words[0], words[1], jnp.uint32(0), jnp.uint32(1))
-    return jax.lax.top_k(~_bits(sub, n), k)[1]
+    bits = _bits(sub, n)
+    if jax.config.jax_enable_x64:  # one array of (key << 32 | index): sorted = stable order by key
+        packed = (bits.astype(jnp.uint64) << np.uint64(32)) | jnp.arange(n, dtype=jnp.uint64)
+        return (jnp.sort(packed)[:k] & np.uint64(0xFFFFFFFF)).astype(jnp.int32)
+    return jax.lax.top_k(~bits, k)[1]
