@@ -10,6 +10,7 @@ import os
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
 import jax  # noqa: E402
+import jax.extend.core  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
 
@@ -39,6 +40,22 @@ def spd_with_spectrum(rng: np.random.Generator, eigenvalues) -> np.ndarray:
 def rng() -> np.random.Generator:
     """A NumPy generator with a fixed seed (a fresh one for every test)."""
     return np.random.default_rng(20240611)
+
+
+def count_primitive(jaxpr, name: str) -> int:
+    """Occurrences of primitive ``name`` in a jaxpr, sub-jaxprs (scan bodies, pjit calls) included."""
+    n = 0
+    for eqn in jaxpr.eqns:
+        n += eqn.primitive.name == name
+        for sub in jax.extend.core.jaxprs_in_params(eqn.params):
+            n += count_primitive(sub, name)
+    return n
+
+
+@pytest.fixture
+def count_primitives():
+    """``count_primitives(jaxpr, name)`` -> how often primitive ``name`` occurs, sub-jaxprs included."""
+    return count_primitive
 
 
 @pytest.fixture

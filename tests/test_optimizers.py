@@ -373,22 +373,12 @@ def test_run_without_a_loss_still_reports_divergence():
 
 
 # ----------------------------------------------------------------------------- cost of a step
-def _count(jaxpr, name: str) -> int:
-    """Occurrences of primitive ``name`` in a jaxpr, sub-jaxprs (scan bodies, pjit calls) included."""
-    n = 0
-    for eqn in jaxpr.eqns:
-        n += eqn.primitive.name == name
-        for sub in jax.extend.core.jaxprs_in_params(eqn.params):
-            n += _count(sub, name)
-    return n
-
-
-def test_a_deterministic_step_evaluates_the_loss_once():
+def test_a_deterministic_step_evaluates_the_loss_once(count_primitives):
     # the loss and the gradient of an iterate come from one forward-backward pass: sin appears
     # once per evaluation (its derivative is a cos), so a run of any length has two sins, one at
     # the start and one in the scanned step. Evaluating the loss and the gradient apart would give three.
     loss = lambda th: jnp.sum(jnp.sin(th))  # noqa: E731
     jaxpr = jax.make_jaxpr(lambda th: dc.run(dc.gd(0.1), loss, th, 20).loss)(jnp.ones(2)).jaxpr
-    assert _count(jaxpr, "scan") >= 1
-    assert _count(jaxpr, "sin") == 2
-    assert _count(jaxpr, "cos") == 2
+    assert count_primitives(jaxpr, "scan") >= 1
+    assert count_primitives(jaxpr, "sin") == 2
+    assert count_primitives(jaxpr, "cos") == 2
