@@ -38,6 +38,7 @@ import sys
 import time
 
 HERE = pathlib.Path(__file__).resolve().parent
+_XLA_FLAGS_BEFORE = os.environ.get("XLA_FLAGS")  # read before dyncore is imported (it may add to them)
 ROOT = HERE.parent
 
 # cells injected into each notebook: record the slider figures it makes, then time them
@@ -165,7 +166,8 @@ def _paired(time_loop, time_vmap, repeats: int) -> tuple[float, float, list[floa
     return statistics.median(a for a, _ in pairs), statistics.median(b for _, b in pairs), ratios
 
 
-def bench_sweep(grid: int, n_steps: int, dim: int, scaling: dict, repeats: int) -> dict:
+def _headline(grid: int, n_steps: int, dim: int, repeats: int) -> dict:
+    """The loop of jitted calls against one vmapped call: times, speedup, largest difference."""
     import jax
     import numpy as np
 
@@ -179,12 +181,39 @@ def bench_sweep(grid: int, n_steps: int, dim: int, scaling: dict, repeats: int) 
         lambda: _median_time(loop, 1), lambda: _median_time(lambda: jax.block_until_ready(batched(etas, lams)), 3),
         repeats)
     diff = float(np.max(np.abs(np.asarray(batched(etas, lams)) - np.asarray(loop()))))
-    result = dict(grid=int(etas.size), n_steps=n_steps, dim=dim, loop_s=t_loop, vmap_s=t_vmap,
-                  speedup=statistics.median(ratios), speedup_range=[ratios[0], ratios[-1]],
-                  max_abs_diff=diff, scaling=[])
-    print(f"  {etas.size} settings x {n_steps} steps, d = {dim}: loop {t_loop * 1e3:.1f} ms, "
-          f"vmap {t_vmap * 1e3:.1f} ms, speedup {result['speedup']:.1f}x "
-          f"({ratios[0]:.1f}-{ratios[-1]:.1f}x over {repeats} pairs), max |diff| {diff:.1e}", flush=True)
+    return dict(grid=int(etas.size), n_steps=n_steps, dim=dim, loop_s=t_loop, vmap_s=t_vmap,
+                speedup=statistics.median(ratios), speedup_range=[ratios[0], ratios[-1]], max_abs_diff=diff)
+
+
+def _headline_xla_default(grid: int, n_steps: int, dim: int, repeats: int) -> dict:
+    """:func:`_headline` in a fresh process with XLA's own loop handling (dyncore's setting off)."""
+    import subprocess
+
+    from dyncore import _xla
+
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env[_xla.OPT_OUT] = "1"
+    if _XLA_FLAGS_BEFORE is not None:  # the caller's own flags, without what dyncore added
+        env["XLA_FLAGS"] = _XLA_FLAGS_BEFORE
+    cmd = [sys.executable, __file__, "--headline-sweep", json.dumps([grid, n_steps, dim, repeats])]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True, timeout=900).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def bench_sweep(grid: int, n_steps: int, dim: int, scaling: dict, repeats: int) -> dict:
+    import jax
+    import numpy as np
+
+    result = dict(**_headline(grid, n_steps, dim, repeats), scaling=[])
+    ratios = result["speedup_range"]
+    print(f"  {grid} settings x {n_steps} steps, d = {dim}: loop {result['loop_s'] * 1e3:.1f} ms, "
+          f"vmap {result['vmap_s'] * 1e3:.1f} ms, speedup {result['speedup']:.1f}x "
+          f"({ratios[0]:.1f}-{ratios[-1]:.1f}x over {repeats} pairs), max |diff| {result['max_abs_diff']:.1e}",
+          flush=True)
+    default = result["xla_default"] = _headline_xla_default(grid, n_steps, dim, repeats)
+    print(f"  the same with XLA's own loop handling: loop {default['loop_s'] * 1e3:.1f} ms, "
+          f"vmap {default['vmap_s'] * 1e3:.1f} ms, speedup {default['speedup']:.1f}x, "
+          f"max |diff| {default['max_abs_diff']:.1e}", flush=True)
     base = dict(grid=grid, n_steps=n_steps, dim=dim)
     for key, values in scaling.items():
         for v in values:
@@ -261,6 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     mode.add_argument("--smoke", action="store_true", help="toy sizes, seconds (no notebooks)")
     parser.add_argument("--out", help="JSON output (default benchmarks/results-<platform>.json)")
     parser.add_argument("--skip-book", action="store_true", help="skip benchmarks 1 and 4")
+    parser.add_argument("--headline-sweep", help=argparse.SUPPRESS)  # internal: one sweep, as JSON
     args = parser.parse_args(argv)
     suite_name = "smoke" if args.smoke else "quick" if args.quick else "full"
     suite = SUITES[suite_name]
@@ -268,9 +298,13 @@ def main(argv: list[str] | None = None) -> int:
     # 75% of the device's memory; allocate on demand instead (no effect on a CPU)
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
+    import dyncore  # noqa: F401  (first: its XLA setting must precede JAX's backend, see dyncore._xla)
     import jax
 
     jax.config.update("jax_enable_x64", True)  # the sweep is compared to 1e-12
+    if args.headline_sweep:
+        print(json.dumps(_headline(*json.loads(args.headline_sweep))))
+        return 0
     device = _device()
     print(f"dyncore benchmarks ({suite_name}) on {device['device']} ({device['processor']}, "
           f"{device['cores']} cores), jax {device['jax']}", flush=True)
@@ -294,6 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     results["total_s"] = time.perf_counter() - t_start
 
     summary = dict(device=device["platform"], sweep_speedup=round(results["sweep"]["speedup"], 1),
+                   sweep_speedup_xla_default=round(results["sweep"]["xla_default"]["speedup"], 1),
                    sweep_max_diff=f"{results['sweep']['max_abs_diff']:.1e}")
     if "book" in results:
         moves = [f["move_ms"] for f in results["book"]["figures"]]

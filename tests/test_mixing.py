@@ -339,3 +339,35 @@ def test_chain_mean_standard_error():
     per_chain = vals[:, 1:].mean(axis=1)
     assert float(est.value) == pytest.approx(per_chain.mean())
     assert float(est.stderr) == pytest.approx(per_chain.std(ddof=1) / 2)
+
+
+@pytest.mark.parametrize("d", [10, 20])  # columns summed (d <= 16) and a matrix product
+def test_rotated_grad_is_the_gradient_in_the_rotated_basis(rng, d):
+    from conftest import random_orthogonal
+
+    q = jnp.asarray(random_orthogonal(rng, d))
+    g = dc.noisy_grad(dc.great_circle_grad, 0.5)
+    x, key = jnp.asarray(rng.standard_normal(d)), jax.random.key(7)
+    rotated = dc.rotated_grad(g, q)(x, key)
+    np.testing.assert_allclose(rotated, q.T @ g(q @ x, key), rtol=0, atol=1e-14)
+    # without noise it is the gradient of L(Qx)
+    loss = lambda y: dc.great_circle(d).loss(y)  # noqa: E731
+    exact = dc.rotated_grad(lambda y, k: jax.grad(loss)(y), q)(x, key)
+    np.testing.assert_allclose(exact, jax.grad(lambda y: loss(q @ y))(x), rtol=0, atol=1e-14)
+    with pytest.raises(ValueError, match="q must be a square"):
+        dc.rotated_grad(g, q[:, :3])
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="concerns XLA's CPU compiler")
+def test_rotated_chains_compile_without_a_library_matrix_product():
+    """In a vmapped chain, q @ x is a library kernel (no whole-loop compile); rotated_grad is not."""
+    q = jnp.linalg.qr(jax.random.normal(jax.random.key(3), (10, 10)))[0]
+    g = dc.noisy_grad(dc.great_circle_grad, 1.0)
+    x0 = q.T @ jnp.ones(10) / jnp.sqrt(10.0)
+    chains = lambda grad_fn: jax.jit(  # noqa: E731
+        lambda beta: dc.sgd_chains(grad_fn, x0, 40, 0.01, 0.1, beta, key=jax.random.key(4), n_chains=8,
+                                   every=20).delta)
+    fast, plain = chains(dc.rotated_grad(g, q)), chains(lambda x, k: q.T @ g(q @ x, k))
+    np.testing.assert_allclose(fast(0.5), plain(0.5), rtol=0, atol=1e-12)
+    hlo = fast.lower(0.5).compile().as_text()
+    assert " dot(" not in hlo and "xla_cpu_small_call" in hlo

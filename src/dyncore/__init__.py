@@ -8,9 +8,11 @@ The library behind the dyncore book. Layers, each importing only from those abov
 3. this public API, used by the notebooks, the tests and the benchmarks.
 
 Everything runs on the CPU by default and unchanged on a GPU. Numerical checks need float64:
-call ``jax.config.update("jax_enable_x64", True)`` before creating arrays.
+call ``jax.config.update("jax_enable_x64", True)`` before creating arrays. Importing dyncore
+before the first JAX computation lets XLA compile small CPU loops whole (``dyncore._xla``).
 """
 
+from . import _xla  # first: sets XLA's CPU loop option (below, a module may start JAX's backend)
 from .adaptive import (
     Tracking,
     adam_field,
@@ -119,6 +121,7 @@ from .mixing import (
     modulated_circle,
     noisy_grad,
     quadratic_variation,
+    rotated_grad,
     sde_norm4,
     sgd_chains,
     stationary_cos2,
@@ -166,7 +169,7 @@ __all__ = [
     "Tracking", "tracking_errors", "last_iterate", "step_residual",
     "ChainRecord", "Estimate", "angle_variance", "anisotropic_noise_grad", "chain_mean",
     "circular_order", "clock", "clock_inverse", "diffusion_rate", "first_passage",
-    "great_circle_grad", "modulated_circle", "noisy_grad", "quadratic_variation", "sde_norm4",
+    "great_circle_grad", "modulated_circle", "noisy_grad", "quadratic_variation", "rotated_grad", "sde_norm4",
     "sgd_chains", "stationary_cos2",
     "check_hparams",
 ]

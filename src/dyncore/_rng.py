@@ -6,7 +6,9 @@ kernel launch, and in the stochastic chains of :mod:`dyncore.mixing` the two has
 (``fold_in`` the step number, then draw the bits) cost more than everything else in the step.
 :func:`fold_in` and :func:`normal` compute the same hash unrolled, written in ``jax.numpy`` so that XLA fuses
 it with the rest of the step, and returns the very numbers ``jax.random.normal`` would: the
-random streams, and every number printed from them, are unchanged (tested bit for bit).
+random streams, and every number printed from them, are unchanged (tested bit for bit). With
+dyncore's XLA setting (``dyncore._xla``) the chain loops are compiled whole, rolled hash included,
+and the unrolled hash still more than halves the compute of chapter 6's 10-D chains (measured).
 """
 
 from __future__ import annotations
