@@ -358,6 +358,23 @@ def test_rotated_grad_is_the_gradient_in_the_rotated_basis(rng, d):
         dc.rotated_grad(g, q[:, :3])
 
 
+def test_rotated_chains_are_the_rotated_trajectory_for_heavy_ball_not_for_adamw(rng):
+    from conftest import random_orthogonal
+
+    q = jnp.asarray(random_orthogonal(rng, 6))
+    g = dc.noisy_grad(dc.great_circle_grad, 1.0)
+    y0 = jnp.ones(6) / jnp.sqrt(6.0)
+    kw = dict(key=jax.random.key(2), n_chains=4, every=10)
+    run = lambda grad_fn, x0, **extra: dc.sgd_chains(grad_fn, x0, 50, 0.05, 0.1, 0.5, **kw, **extra)  # noqa
+    # heavy ball is linear in the gradient: with the same keys x_k = Q^T y_k, so norms and angular
+    # updates agree to rounding; AdamW's coordinate-wise scaling does not commute with Q
+    plain, turned = run(g, y0), run(dc.rotated_grad(g, q), q.T @ y0)
+    np.testing.assert_allclose(turned.norm2, plain.norm2, rtol=1e-12)
+    np.testing.assert_allclose(turned.delta, plain.delta, rtol=1e-9, atol=1e-14)
+    plain, turned = run(g, y0, rho=0.99), run(dc.rotated_grad(g, q), q.T @ y0, rho=0.99)
+    assert not np.allclose(turned.delta, plain.delta, rtol=1e-3)
+
+
 @pytest.mark.skipif(jax.default_backend() != "cpu", reason="concerns XLA's CPU compiler")
 def test_rotated_chains_compile_without_a_library_matrix_product():
     """In a vmapped chain, q @ x is a library kernel (no whole-loop compile); rotated_grad is not."""
