@@ -64,6 +64,12 @@ def make_spd():
     return spd_with_spectrum
 
 
+@pytest.fixture
+def make_orthogonal():
+    """``make_orthogonal(rng, d)`` -> a random ``d x d`` orthogonal matrix."""
+    return random_orthogonal
+
+
 # Problems built once per session: their constructors run eager JAX ops (random draws), whose
 # first call per shape compiles, so sharing instances (and shapes) keeps the suite fast.
 @pytest.fixture(scope="session")

@@ -342,10 +342,8 @@ def test_chain_mean_standard_error():
 
 
 @pytest.mark.parametrize("d", [10, 20])  # columns summed (d <= 16) and a matrix product
-def test_rotated_grad_is_the_gradient_in_the_rotated_basis(rng, d):
-    from conftest import random_orthogonal
-
-    q = jnp.asarray(random_orthogonal(rng, d))
+def test_rotated_grad_is_the_gradient_in_the_rotated_basis(rng, make_orthogonal, d):
+    q = jnp.asarray(make_orthogonal(rng, d))
     g = dc.noisy_grad(dc.great_circle_grad, 0.5)
     x, key = jnp.asarray(rng.standard_normal(d)), jax.random.key(7)
     rotated = dc.rotated_grad(g, q)(x, key)
@@ -358,10 +356,8 @@ def test_rotated_grad_is_the_gradient_in_the_rotated_basis(rng, d):
         dc.rotated_grad(g, q[:, :3])
 
 
-def test_rotated_chains_are_the_rotated_trajectory_for_heavy_ball_not_for_adamw(rng):
-    from conftest import random_orthogonal
-
-    q = jnp.asarray(random_orthogonal(rng, 6))
+def test_rotated_chains_are_the_rotated_trajectory_for_heavy_ball_not_for_adamw(rng, make_orthogonal):
+    q = jnp.asarray(make_orthogonal(rng, 6))
     g = dc.noisy_grad(dc.great_circle_grad, 1.0)
     y0 = jnp.ones(6) / jnp.sqrt(6.0)
     kw = dict(key=jax.random.key(2), n_chains=4, every=10)

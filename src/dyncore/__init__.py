@@ -169,7 +169,7 @@ __all__ = [
     "Tracking", "tracking_errors", "last_iterate", "step_residual",
     "ChainRecord", "Estimate", "angle_variance", "anisotropic_noise_grad", "chain_mean",
     "circular_order", "clock", "clock_inverse", "diffusion_rate", "first_passage",
-    "great_circle_grad", "modulated_circle", "noisy_grad", "quadratic_variation", "rotated_grad", "sde_norm4",
-    "sgd_chains", "stationary_cos2",
+    "great_circle_grad", "modulated_circle", "noisy_grad", "quadratic_variation", "rotated_grad",
+    "sde_norm4", "sgd_chains", "stationary_cos2",
     "check_hparams",
 ]

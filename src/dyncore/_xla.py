@@ -2,12 +2,12 @@
 
 XLA's CPU runtime runs a ``lax.scan`` / ``fori_loop`` as a host-side loop that launches every
 kernel of the body on every iteration. For the small states of this book (a 10-D quadratic, 40
-chains of a 10-D SGD) those launches are most of the cost of a step. XLA
-has a pass that compiles a whole loop into one function instead, but only for loops that touch
-fewer than about 1 kB per iteration (``xla_cpu_small_while_loop_byte_threshold``). Raising that
-bound to :data:`LOOP_BYTES` makes one jitted run of gradient descent on a 10-D quadratic about
-seven times faster (about 0.55 to 0.07 µs a step, measured on a 2-core x86 virtual machine) and
-halves the compute of the book's stochastic chain figures. The results are the same up to rounding.
+chains of a 10-D SGD) those launches are most of the cost of a step. XLA has a pass that compiles
+a whole loop into one function instead, but only for loops that touch fewer than about 1 kB per
+iteration (``xla_cpu_small_while_loop_byte_threshold``). Raising that bound to :data:`LOOP_BYTES`
+makes one jitted run of gradient descent on a 10-D quadratic about seven times faster (about 0.55
+to 0.07 µs a step, measured on a 2-core x86 virtual machine) and halves the compute of the book's
+stochastic chain figures. The results are the same up to rounding.
 
 The setting is an entry of ``--xla_backend_extra_options`` in ``XLA_FLAGS``, which XLA reads when
 JAX first starts its backend, so it only takes effect if dyncore is imported before the first
