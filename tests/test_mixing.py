@@ -295,6 +295,43 @@ def test_a_chain_that_hits_zero_is_stopped_there_without_nan(every):
     np.testing.assert_array_equal(start.diverged_at, [0, 0])
     assert np.all(np.isfinite(np.asarray(start.delta)))
 
+
+@pytest.mark.parametrize("every", [1, 4])
+def test_a_chain_whose_observed_part_overflows_is_stopped_there(every):
+    """The parameters double each step (ascent with η = 1) and stay below ``max_norm``, but the
+    observed part ``1e150 x`` has a squared norm of ``1e300 |x|²``, which overflows once
+    ``|x| = 2^k`` exceeds about 1.34e4, at ``k = 14``: no direction, so the chain stops there."""
+    ascent = lambda x, k: -x  # noqa: E731
+    rec = dc.sgd_chains(ascent, jnp.array([1.0, 0.0]), 20, 1.0, 0.0, key=jax.random.key(0), n_chains=2,
+                        every=every, part=lambda p: 1e150 * p)
+    np.testing.assert_array_equal(rec.diverged_at, [14, 14])
+    for field in (rec.theta, rec.delta):
+        assert np.all(np.isfinite(np.asarray(field)))
+    assert float(rec.x[0, -1, 0]) == 1e150 * 2.0**13  # frozen at the last iterate with a direction
+    assert np.all(np.asarray(rec.delta) == 0)  # the ray never turns
+    fine = dc.sgd_chains(ascent, jnp.array([1.0, 0.0]), 20, 1.0, 0.0, key=jax.random.key(0), n_chains=2,
+                         every=every, part=lambda p: 1e140 * p)
+    np.testing.assert_array_equal(fine.diverged_at, [-1, -1])
+
+
+@pytest.mark.parametrize("rho", [None, 0.99])
+def test_the_step_is_traced_once_whatever_every(rho):
+    """One step in the traced program, however the steps are grouped for recording: a second copy
+    (for the recorded step) doubled the compile time of every chain figure."""
+    calls = []
+    g = dc.noisy_grad(dc.great_circle_grad, 1.0)
+
+    def counted(x, key):
+        calls.append(1)
+        return g(x, key)
+
+    for every in (1, 5):
+        calls.clear()
+        jax.jit(lambda beta: dc.sgd_chains(counted, X0, 20, 0.1, 0.1, beta, rho=rho, key=jax.random.key(0),
+                                           n_chains=4, every=every).delta)(0.5)
+        assert len(calls) == 1, every
+
+
 def test_momentum_and_adamw_are_the_optax_updates():
     g = dc.noisy_grad(dc.great_circle_grad, 1.0)
     key = jax.random.key(9)

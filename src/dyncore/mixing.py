@@ -302,8 +302,8 @@ class ChainRecord(NamedTuple):
         :math:`\Delta_k = \angle(x_{k-1}, x_k)` (0 at :math:`k = 0`), from the chord
         :math:`2\arcsin(\|\bar x_k - \bar x_{k-1}\|/2)`, accurate for small angles.
       diverged_at: ``(n_chains,)`` first step whose iterate was non-finite or beyond ``max_norm``,
-        or whose observed part was exactly zero (it has no direction); ``-1`` if none, ``0`` for a
-        bad start. The chain is frozen from there, so no NaN is recorded.
+        or whose observed part had no direction (its squared norm was zero or overflowed); ``-1`` if
+        none, ``0`` for a bad start. The chain is frozen from there, so no NaN is recorded.
     """
 
     steps: jax.Array
@@ -325,6 +325,12 @@ class ChainRecord(NamedTuple):
 
 def _flat(tree) -> jax.Array:
     return ravel_pytree(tree)[0]
+
+
+def _has_direction(v: jax.Array) -> jax.Array:
+    """Whether ``v / ||v||`` is defined and finite: ``||v||^2`` is positive and finite."""
+    sq = jnp.sum(v**2)
+    return jnp.isfinite(sq) & (sq > 0)
 
 
 def sgd_chains(
@@ -394,19 +400,16 @@ def sgd_chains(
     x0 = jax.tree_util.tree_map(_float, x0)
 
     def one_chain(chain_key):
-        def step(carry, k, with_delta):
+        def step(carry, k):
             params, state, theta, div, _ = carry
             g = grad_fn(params, _rng.fold_in(chain_key, k))  # = jax.random.fold_in
             updates, new_state = opt.update(g, state, params)
             new = optax.apply_updates(params, updates)
             a, b = _flat(part(params)), _flat(part(new))
             dtheta = jnp.arctan2(a[0] * b[1] - a[1] * b[0], a[0] * b[0] + a[1] * b[1])
-            # a zero observed part has no direction (a was checked as b one step earlier)
-            bad = ~_tree_ok(new, max_norm) | (jnp.sum(b**2) == 0)
-            if with_delta:  # only the last step of a block is recorded: its arcsin is all we need
-                chord = jnp.linalg.norm(b / jnp.linalg.norm(b) - a / jnp.linalg.norm(a))
-                delta = 2 * jnp.arcsin(jnp.minimum(chord / 2, 1.0))
-                bad = bad | ~jnp.isfinite(delta)
+            # an observed part that is zero (or overflows) has no direction; a was checked as b one
+            # step earlier, so the chord of a recorded step (in `block`) is always finite
+            bad = ~_tree_ok(new, max_norm) | ~_has_direction(b)
             div = jnp.where((div < 0) & bad, k + 1, div)
             keep = div >= 0
 
@@ -416,26 +419,27 @@ def sgd_chains(
             params = jax.tree_util.tree_map(pick, new, params)
             state = jax.tree_util.tree_map(pick, new_state, state)
             theta = theta + jnp.where(keep, 0.0, dtheta)
-            delta = jnp.where(keep, 0.0, delta) if with_delta else carry[4]
-            return (params, state, theta, div, delta), None
+            return (params, state, theta, div, a), None
 
         def block(carry, r):
-            ks = r * every + jnp.arange(every)
-            carry, _ = jax.lax.scan(lambda c, k: step(c, k, False), carry, ks[:-1])
-            carry, _ = step(carry, ks[-1], True)
-            params, _, theta, _, delta = carry
-            return carry, (_flat(part(params)), theta, delta)
+            # one scan over the block's steps: the step is traced and compiled once (a separate last
+            # step that measured the angle doubled the compile time of every chain figure)
+            carry, _ = jax.lax.scan(step, carry, r * every + jnp.arange(every))
+            params, _, theta, div, prev = carry  # prev: the observed part before the last step
+            cur = _flat(part(params))
+            chord = jnp.linalg.norm(cur / jnp.linalg.norm(cur) - prev / jnp.linalg.norm(prev))
+            delta = jnp.where(div >= 0, 0.0, 2 * jnp.arcsin(jnp.minimum(chord / 2, 1.0)))
+            return carry, (cur, theta, delta)
 
-        zero = jnp.zeros((), jnp.result_type(float))
         first = _flat(part(x0))
         theta0 = jnp.arctan2(first[1], first[0])
-        div0 = jnp.where(_tree_ok(x0, max_norm) & (jnp.sum(first**2) > 0), -1, 0)
-        init = (x0, opt.init(x0), theta0, div0, zero)
+        div0 = jnp.where(_tree_ok(x0, max_norm) & _has_direction(first), -1, 0)
+        init = (x0, opt.init(x0), theta0, div0, first)
         carry, (xs, thetas, deltas) = jax.lax.scan(block, init, jnp.arange(n_steps // every))
         return (
             jnp.concatenate([first[None], xs]),
             jnp.concatenate([theta0[None], thetas]),
-            jnp.concatenate([zero[None], deltas]),
+            jnp.concatenate([jnp.zeros_like(theta0)[None], deltas]),
             carry[3],
         )
 
