@@ -61,7 +61,8 @@ def _raw_threefry_key(key: jax.Array) -> jax.Array | None:
 
 
 def _fast(key: jax.Array) -> bool:
-    return _raw_threefry_key(key) is not None and bool(jax.config.jax_threefry_partitionable)
+    # partitionable Threefry is JAX's default since 0.5; a JAX that has dropped the flag has only it
+    return _raw_threefry_key(key) is not None and bool(getattr(jax.config, "jax_threefry_partitionable", True))
 
 
 def fold_in(key: jax.Array, data: jax.Array) -> jax.Array:
