@@ -42,7 +42,6 @@ import sys
 import time
 
 HERE = pathlib.Path(__file__).resolve().parent
-_XLA_FLAGS_BEFORE = os.environ.get("XLA_FLAGS")  # read before dyncore is imported (it may add to them)
 ROOT = HERE.parent
 
 # cells injected into each notebook: record the slider figures it makes, then time them
@@ -108,8 +107,8 @@ def _missing_notebook_toolchain() -> str | None:
     """The first package that executing the notebooks needs and this Python lacks, or None."""
     import importlib.util
 
-    return next((m for m in ("nbformat", "nbclient", "ipykernel", "ipywidgets") if importlib.util.find_spec(m) is None),
-                None)
+    needed = ("nbformat", "nbclient", "ipykernel", "ipywidgets")
+    return next((m for m in needed if importlib.util.find_spec(m) is None), None)
 
 
 def bench_book(notebooks: list[pathlib.Path], repeats: int, timeout: int = 900) -> dict:
@@ -205,8 +204,8 @@ def _headline_xla_default(grid: int, n_steps: int, dim: int, repeats: int) -> di
 
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
     env[_xla.OPT_OUT] = "1"
-    if _XLA_FLAGS_BEFORE is not None:  # the caller's own flags, without what dyncore added
-        env["XLA_FLAGS"] = _XLA_FLAGS_BEFORE
+    if _xla.FLAGS_BEFORE is not None:  # the caller's own flags, without what dyncore added
+        env["XLA_FLAGS"] = _xla.FLAGS_BEFORE
     cmd = [sys.executable, __file__, "--headline-sweep", json.dumps([grid, n_steps, dim, repeats])]
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True, timeout=900).stdout
     return json.loads(out.strip().splitlines()[-1])
@@ -327,12 +326,13 @@ def main(argv: list[str] | None = None) -> int:
     results["sweep"] = bench_sweep(**suite["sweep"])
     print("3. curvature at scale", flush=True)
     results["curvature"] = bench_curvature(**suite["curvature"])
-    missing = None if args.smoke or args.skip_book else _missing_notebook_toolchain()
+    run_book = not (args.smoke or args.skip_book)
+    missing = _missing_notebook_toolchain() if run_book else None
     if missing:  # e.g. a GPU machine with JAX but without Jupyter: measure the rest, and say so
         results["book_skipped"] = f"{missing} is not installed"
         print(f"1 + 4. skipped: {results['book_skipped']} (the notebooks need the book's toolchain, "
               "pip install -r requirements.txt)", flush=True)
-    elif not (args.smoke or args.skip_book):
+    elif run_book:
         print("1 + 4. the book's notebooks and slider figures", flush=True)
         notebooks = sorted((ROOT / "book").glob("*.ipynb"))
         results["book"] = bench_book(notebooks, suite["repeats"])

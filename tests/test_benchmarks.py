@@ -42,7 +42,8 @@ def test_committed_results_have_what_the_appendix_plots():
         # the book's targets are for a CPU; elsewhere the notebooks may be skipped, with the reason
         assert "book" in data or (data["device"]["platform"] != "cpu" and data["book_skipped"]), f.name
         assert data["sweep"]["max_abs_diff"] <= 1e-12 and data["sweep"]["xla_default"]["max_abs_diff"] <= 1e-12
-        assert all(fig["move_min_ms"] > 0 and fig["move_ms"] >= fig["move_min_ms"] for fig in data.get("book", {}).get("figures", []))
+        figures = data.get("book", {}).get("figures", [])
+        assert all(fig["move_min_ms"] > 0 and fig["move_ms"] >= fig["move_min_ms"] for fig in figures)
 
 
 def _load_run_module():
@@ -57,7 +58,8 @@ def test_without_the_notebook_toolchain_the_rest_is_measured(tmp_path, monkeypat
     run = _load_run_module()
     assert run._missing_notebook_toolchain() is None  # this environment has the book's toolchain
     find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "nbclient" else find_spec(name, *a))
+    hidden = lambda name, *a: None if name == "nbclient" else find_spec(name, *a)  # noqa: E731
+    monkeypatch.setattr(importlib.util, "find_spec", hidden)
     assert run._missing_notebook_toolchain() == "nbclient"
     monkeypatch.setitem(run.SUITES, "quick", run.SUITES["smoke"])  # the full path at toy size
     out = tmp_path / "results.json"
@@ -82,7 +84,8 @@ def test_the_appendix_shows_a_device_whose_run_skipped_the_notebooks(tmp_path):
     bench.mkdir()
     cpu = json.loads((ROOT / "benchmarks" / "results-cpu.json").read_text())
     gpu = {k: v for k, v in cpu.items() if k != "book"}
-    gpu.update(device={**cpu["device"], "platform": "gpu", "device": "cuda:0"}, book_skipped="nbclient is not installed")
+    gpu.update(device={**cpu["device"], "platform": "gpu", "device": "cuda:0"},
+               book_skipped="nbclient is not installed")
     for name, data in (("cpu", cpu), ("gpu", gpu)):
         (bench / f"results-{name}.json").write_text(json.dumps(data))
     result = subprocess.run([sys.executable, "-c", _appendix_code()], cwd=tmp_path / "book", capture_output=True,

@@ -28,7 +28,7 @@ PROBE = textwrap.dedent("""
     f = jax.jit(lambda x: jax.lax.fori_loop(0, 100, lambda i, y: 1.01 * y + 1.0, x))
     hlo = f.lower(jnp.ones(1000)).compile().as_text()
     print(json.dumps(dict(flags=os.environ.get("XLA_FLAGS", ""), whole="xla_cpu_small_call" in hlo,
-                          warnings=[str(w.message) for w in caught])))
+                          before=dyncore._xla.FLAGS_BEFORE, warnings=[str(w.message) for w in caught])))
 """)
 
 
@@ -58,10 +58,12 @@ def test_the_loop_bound_is_added_to_xla_flags_once(flags, expected):
 def test_importing_dyncore_first_compiles_small_loops_whole():
     on = probe()
     assert on["whole"] and ENTRY in on["flags"] and not on["warnings"]
+    assert on["before"] is None  # what the process had: no XLA_FLAGS (the benchmark's XLA-default run)
     # the opt-out, and a user's own bound (XLA's default size), give XLA's usual loop
     assert not probe(**{_xla.OPT_OUT: "1"})["whole"]
     own = probe(XLA_FLAGS=f"--xla_backend_extra_options={_xla.OPTION}=1000")
     assert not own["whole"] and ENTRY not in own["flags"]
+    assert own["before"] == own["flags"]
 
 
 def test_importing_dyncore_after_jax_started_warns_and_changes_nothing():

@@ -27,6 +27,9 @@ OPTION = "xla_cpu_small_while_loop_byte_threshold"
 LOOP_BYTES = 1_000_000
 OPT_OUT = "DYNCORE_KEEP_XLA_DEFAULTS"
 _EXTRA = "--xla_backend_extra_options="
+#: ``XLA_FLAGS`` as the process had it before dyncore's first import (None: unset), e.g. to start
+#: a subprocess with XLA's own loop handling whatever was imported first
+FLAGS_BEFORE: str | None = os.environ.get("XLA_FLAGS")
 
 
 def with_loop_option(flags: str, loop_bytes: int = LOOP_BYTES) -> str:
