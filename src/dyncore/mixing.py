@@ -542,6 +542,12 @@ def diffusion_rate(
     :math:`(2\eta\lambda - \eta^2\lambda^2)/(D-1)` (the clock's :math:`2\eta\lambda` up to the discrete
     correction), independent of the noise level.
 
+    The sum of squared record-to-record increments is unbiased only when the increments of
+    single steps are uncorrelated (SGD). With heavy-ball momentum :math:`\beta` they are an AR(1)
+    filter of the noise, and records :math:`n` steps apart read the long-run rate times
+    :math:`1 - 2\beta(1-\beta^n)/\big(n(1-\beta^2)\big)` (0.81 for :math:`\beta = 0.9`, :math:`n = 50`):
+    record at spacings much longer than :math:`1/(1-\beta)` or divide by that factor (chapter 6).
+
     Args:
       theta: ``(n_chains, R)`` unwrapped angles.
       steps: ``(R,)`` their step indices.
