@@ -365,3 +365,18 @@ def test_conventions_paper_vs_optax_vs_pytorch():
     np.testing.assert_allclose(rms, out["optax_rms"], atol=1e-13)
     assert np.max(np.abs(rms - torch_rms)) > 1e-2
     # dc.adam / dc.rmsprop with eps_inside=False match these PyTorch recursions: tests/test_optimizers.py
+
+
+def test_piece_fields_refuse_a_piece_beyond_their_batches():
+    """n ≥ len(batches) used to clamp silently to the last piece while the weights ran on."""
+    theta = jnp.array([0.3, -0.7, 1.1])
+    for order in (0, 1):
+        field = dc.rmsprop_field(_smooth_loss, 0.01, 0.9, 0.05, n_max=5, order=order)
+        assert np.all(np.isfinite(np.asarray(field(theta, 4))))
+        with pytest.raises(ValueError, match=r"n must be in \[0, 4\]"):
+            field(theta, 5)
+        with pytest.raises(ValueError, match=r"n must be in \[0, 4\]"):
+            field(theta, -1)
+        traced = jax.jit(lambda n: field(theta, n))
+        assert np.all(np.isnan(np.asarray(traced(7)))), "a traced n beyond the pieces must give NaN"
+        np.testing.assert_allclose(np.asarray(traced(3)), np.asarray(field(theta, 3)), rtol=1e-13)

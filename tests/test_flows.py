@@ -275,3 +275,12 @@ def test_global_order_of_modified_flows_against_gd_on_bilinear():
     dc.check("order-1 (IGR flow) error slope", slopes[1], 2.0, atol=0.15, quiet=True)
     # and the first-order flow is closer to GD than gradient flow is
     assert np.all(errors[:, 1] < errors[:, 0])
+
+
+def test_log_flow_of_an_integer_matrix_is_that_of_the_same_float_matrix():
+    """An integer A used to truncate the save times to integers (θ₀ at every t < 1)."""
+    ts = [0.0, 0.25, 0.5]
+    as_int = dc.log_flow_quadratic([[2, 0], [0, 1]], [1, 1], ts, eta=0.1)
+    as_float = dc.log_flow_quadratic(np.diag([2.0, 1.0]), np.ones(2), ts, eta=0.1)
+    np.testing.assert_allclose(np.asarray(as_int), np.asarray(as_float), rtol=1e-14)
+    np.testing.assert_allclose(np.asarray(as_float[1]), [0.8**2.5, 0.9**2.5], rtol=1e-12)  # (1 − ημ)^{t/η}

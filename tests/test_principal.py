@@ -302,3 +302,25 @@ def test_hyperparameter_validation():
         dc.principal_field(loss, 0.1, -1.0)
     with pytest.raises(ValueError, match="beta"):
         dc.heavy_ball_log_flow(np.eye(2), np.ones(2), [0.0, 1.0], eta=0.1, beta=1.0)
+
+
+@pytest.mark.parametrize("method", [dict(substeps=50), dict(dt=0.002)])
+def test_integrate_flows_judges_and_freezes_each_flow_on_its_own(method):
+    """One flow that blows up (θ' = θ², singular at t = 1) must not freeze the others."""
+    ts = jnp.linspace(0.0, 3.0, 31)
+    fields = {"decay": lambda y: -y, "blowup": lambda y: y**2}
+    sol = dc.integrate_flows(fields, jnp.ones(1), ts, **method)
+    np.testing.assert_allclose(np.asarray(sol.ys["decay"][:, 0].real), np.exp(-np.asarray(ts)), rtol=1e-8)
+    k = int(sol.diverged_at)
+    assert k in (10, 11), k  # the first save at or just after t = 1
+    blow = np.asarray(sol.ys["blowup"][:, 0].real)
+    assert np.all(np.isfinite(blow)) and np.all(blow[k:] == blow[k - 1]) and abs(blow[k - 1]) <= 1e8
+
+
+def test_integrate_flows_bounds_each_flow_not_their_sum():
+    """Three flows at 0.7 of the bound are inside it, though their joint norm is not."""
+    still = {name: (lambda y: jnp.zeros_like(y)) for name in "abc"}
+    sol = dc.integrate_flows(still, jnp.array([7.0]), jnp.array([0.0, 1.0]), substeps=2, max_norm=10.0)
+    assert int(sol.diverged_at) == -1
+    over = dc.integrate_flows(still, jnp.array([11.0]), jnp.array([0.0, 1.0]), substeps=2, max_norm=10.0)
+    assert int(over.diverged_at) == 0

@@ -359,7 +359,9 @@ def minibatch_field(
         :math:`-M^{(n)}/R^{(n)}` (which still depends on ``n``).
 
     Returns:
-      A piecewise field ``field(theta, n)``.
+      A piecewise field ``field(theta, n)``. A concrete ``n`` outside ``[0, len(batches))`` raises
+      ``ValueError``; a traced one gives NaN there (so an integrator reports it as diverged),
+      never the field of the last piece.
 
     Raises:
       ValueError: for bad hyper-parameters, an empty ``losses``, ``batches`` out of range, or
@@ -397,15 +399,18 @@ def minibatch_field(
         return (w[:, None] * onehot).T  # (m, n_max), grouped by batch
 
     def field(theta, n):
+        if is_concrete(n) and not 0 <= int(n) < n_max:
+            raise ValueError(f"n must be in [0, {n_max - 1}] (one piece per entry of batches), got {n}")
         x, unravel = ravel_pytree(theta)
         flat = [lambda y, f=f: f(unravel(y)) for f in losses]
         G = jnp.stack([jax.grad(f)(x) for f in flat])
         M = Wb @ G
         R = jnp.sqrt(Wr @ G**2 + eps)
-        Mn, Rn = M[n], R[n]
+        Mn, Rn = M[n], R[n]  # a traced n beyond the pieces would clamp: marked NaN below
+        valid = (n >= 0) & (n < n_max)
         f0 = -Mn / Rn
         if order == 0:
-            return unravel(f0)
+            return unravel(jnp.where(valid, f0, jnp.nan))
         Q = M / R
         Qm = jnp.where((steps < n)[:, None], Q, 0.0)
         D2 = 2 * jnp.cumsum(Qm[::-1], axis=0)[::-1]  # 2 D_k
@@ -416,7 +421,8 @@ def minibatch_field(
         hu = jnp.stack([hvp(f, x, u) for f, u in zip(flat, U)])
         twoL = hv.sum(0)
         twoP = (G * hu).sum(0)
-        return unravel(f0 + eta * (Mn * twoP / (2 * Rn**3) - twoL / (2 * Rn)))
+        out = f0 + eta * (Mn * twoP / (2 * Rn**3) - twoL / (2 * Rn))
+        return unravel(jnp.where(valid, out, jnp.nan))
 
     return field
 

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from numpy.typing import ArrayLike
 
-from .validation import check_hparams, check_positive_int, is_concrete
+from .validation import check_hparams, check_positive, check_positive_int, is_concrete
 
 __all__ = [
     "gradient_field",
@@ -244,7 +244,7 @@ def integrate(
     if ts.ndim != 1 or ts.shape[0] < 2:
         raise ValueError(f"ts must be a 1-D array of at least two times, got shape {ts.shape}")
     if dt is not None:
-        check_hparams(h=dt)
+        check_positive("dt", dt)
     term = diffrax.ODETerm(lambda t, y, args: field(y))
     solver = diffrax.Tsit5()
     if dt is None:
@@ -309,7 +309,7 @@ def log_flow_quadratic(A: ArrayLike, theta0: ArrayLike, ts: ArrayLike, *, eta, l
         eigenvalue (``eta * mu_max >= 1``).
     """
     check_hparams(eta=eta, lam=lam)
-    A = jnp.asarray(A)
+    A = jnp.asarray(A, dtype=jnp.result_type(float))  # an integer A must not truncate the times
     mu, V = _decayed_spectrum(A, lam)
     base = 1.0 - eta * mu
     if is_concrete(base) and not bool(jnp.all(base > 0)):

@@ -134,7 +134,10 @@ def alpha_pf(z: ArrayLike, *, principal_branch: bool = False) -> jax.Array:
     :math:`\operatorname{Log}(1-z)` is not. Real values: :math:`\alpha \in (-1, 0)` for
     :math:`z < 0`, :math:`\alpha(0) = -1`, :math:`\alpha \to -\infty` as :math:`z \to 1`,
     :math:`\mathrm{Im}\,\alpha = \pi/z` and :math:`\mathrm{sign}\,\mathrm{Re}\,\alpha =
-    \mathrm{sign}(z - 2)` for :math:`z > 1`.
+    \mathrm{sign}(z - 2)` for :math:`z > 1`. The piecewise form moves the branch cut off the real
+    axis onto the ray :math:`\mathrm{Re}\,z = 1,\ \mathrm{Im}\,z > 0`, across which the value jumps by
+    :math:`2\pi i/z`; below the real axis it is continuous. A complex trajectory whose
+    :math:`\eta\mu` crosses that ray sees a discontinuous field.
 
     Args:
       z: :math:`z = \eta\mu`, real or complex, any shape.
@@ -159,7 +162,8 @@ def pf_rate(mu: ArrayLike, eta) -> jax.Array:
     Along an eigendirection with curvature :math:`\mu` the PF multiplies the component by
     :math:`e^{\kappa t}`, so :math:`e^{\kappa\eta} = 1 - \eta\mu` is GD's factor per step. At a
     critical point these are the eigenvalues of the PF's Jacobian (Rosca et al. 2023, Eq. 16):
-    real and negative for :math:`\eta\mu < 1`, with real part :math:`\log|1-\eta\mu|/\eta`, which
+    real for :math:`\eta\mu < 1` (negative for :math:`0 < \eta\mu < 1`, zero at :math:`\mu = 0`,
+    positive for :math:`\mu < 0`: a saddle direction repels), with real part :math:`\log|1-\eta\mu|/\eta`, which
     changes sign at :math:`\eta\mu = 2`, and imaginary part :math:`\pi/\eta` for
     :math:`\eta\mu > 1`.
 
@@ -492,17 +496,50 @@ def integrate_flows(fields: dict[str, Field], y0: Params, ts: ArrayLike, *,
     Tsit5 with ``dt``, RK4 with ``substeps``). Use it to compare flows, e.g. the
     :func:`alpha_field` family, with GD.
 
+    Each flow is judged on its own: a flow whose state becomes non-finite or larger than
+    ``max_norm`` stops moving (its field is switched off) and is frozen at its last good save
+    time, while the other flows go on unchanged.
+
     Returns:
       A :class:`dyncore.flows.FlowSolution` whose ``ys`` is a dict of complex paths; ``diverged_at``
-      is the first save index at which any of the flows left the bounds.
+      is the first save index at which any of the flows left the bounds (``-1``: none did).
     """
+    if not max_norm > 0:
+        raise ValueError(f"max_norm must be > 0, got {max_norm}")
     y0s = {name: y0 for name in fields}
 
-    def joint(y):
-        return {name: f(y[name]) for name, f in fields.items()}
+    def norm2(y):
+        return sum(jnp.sum(jnp.abs(leaf) ** 2) for leaf in jax.tree_util.tree_leaves(y))
 
-    return integrate_complex(joint, y0s, ts, dt=dt, substeps=substeps, max_steps=max_steps,
-                             max_norm=max_norm)
+    def guarded(f):
+        def g(y):  # a flow that has left the bounds, or whose field is not finite, stops
+            v = f(y)
+            ok = jnp.isfinite(norm2(y)) & (norm2(y) <= max_norm**2) & jnp.isfinite(norm2(v))
+            return _tmap(lambda a: jnp.where(ok, a, jnp.zeros_like(a)), v)
+
+        return g
+
+    guards = {name: guarded(f) for name, f in fields.items()}
+
+    def joint(y):
+        return {name: g(y[name]) for name, g in guards.items()}
+
+    sol = integrate_complex(joint, y0s, ts, dt=dt, substeps=substeps, max_steps=max_steps,
+                            max_norm=jnp.inf)
+    n_save = sol.ts.shape[0]
+    ys, first_bad = {}, []
+    for name, path in sol.ys.items():  # freeze each flow at its own last good save time
+        sq = sum(jnp.sum(jnp.abs(x.reshape(n_save, -1)) ** 2, axis=1)
+                 for x in jax.tree_util.tree_leaves(path))
+        good = jnp.cumprod((jnp.isfinite(sq) & (sq <= max_norm**2)).astype(jnp.int32)).astype(bool)
+        n_good = jnp.sum(good)
+        last = jnp.maximum(n_good - 1, 0)
+        ys[name] = _tmap(lambda y: jnp.where(good.reshape((-1,) + (1,) * (y.ndim - 1)), y, y[last]),
+                         path)
+        first_bad.append(jnp.where(n_good < n_save, n_good, n_save))
+    earliest = jnp.min(jnp.stack(first_bad))
+    diverged_at = jnp.where(sol.diverged_at >= 0, jnp.minimum(sol.diverged_at, earliest), earliest)
+    return FlowSolution(sol.ts, ys, jnp.where(diverged_at < n_save, diverged_at, -1))
 
 
 def principal_flow_quadratic(A: ArrayLike, theta0: ArrayLike, ts: ArrayLike, *, eta, lam=0.0,
