@@ -73,8 +73,8 @@ def test_non_finite_measured_value_fails(bad):
         dc.check("nan", bad, 1.0, atol=1e300, quiet=True)
     with pytest.raises(AssertionError):
         dc.check("nan", bad, 1.0, rtol=1e300, quiet=True)
-    # even an infinite tolerance does not accept a non-finite measurement
-    with pytest.raises(AssertionError):
+    # an infinite tolerance is refused outright (it would accept any finite measurement)
+    with pytest.raises(ValueError, match="finite"):
         dc.check("nan", bad, 1.0, atol=math.inf, quiet=True)
 
 
@@ -182,3 +182,15 @@ def test_check_bound_passes_prints_and_fails(capsys):
         dc.check_bound("none", 1.0)
     with pytest.raises(ValueError):
         dc.check_bound("crossed", 1.0, lower=2.0, upper=1.0)
+
+
+@pytest.mark.parametrize("tol", [dict(atol=math.inf), dict(rtol=math.inf), dict(atol=math.nan)])
+def test_check_refuses_a_tolerance_that_passes_anything(tol):
+    with pytest.raises(ValueError, match="must be finite and > 0"):
+        dc.check("x", 1e300, 0.0, **tol)
+
+
+@pytest.mark.parametrize("bounds", [dict(lower=math.nan), dict(upper=math.nan), dict(lower=-math.inf)])
+def test_check_bound_refuses_a_bound_that_is_not_a_number(bounds):
+    with pytest.raises(ValueError, match="must be a finite number"):
+        dc.check_bound("x", 1.0, **bounds)

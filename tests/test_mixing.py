@@ -155,6 +155,7 @@ def test_stationary_cos2_closed_form_and_quadrature():
         (lambda: dc.anisotropic_noise_grad(1.0, 1.0), r"kappa must be in \[0, 1\)"),
         (lambda: dc.modulated_circle(0.5, dim=2), "dim must be >= 3"),
         (lambda: dc.stationary_cos2(-0.1), "kappa"),
+        (lambda: dc.stationary_cos2(0.5, n_grid=0), "n_grid must be"),
     ],
 )
 def test_invalid_inputs_raise_naming_the_parameter(call, match):
@@ -421,3 +422,19 @@ def test_rotated_chains_compile_without_a_library_matrix_product():
     np.testing.assert_allclose(fast(0.5), plain(0.5), rtol=0, atol=1e-12)
     hlo = fast.lower(0.5).compile().as_text()
     assert " dot(" not in hlo and "xla_cpu_small_call" in hlo
+
+
+def test_modulated_circle_law_in_four_dimensions_is_h_to_the_minus_one():
+    """Each of the D − 2 normal directions adds its curvature drift: π ∝ h^{-(D-2)/2}, h^{-1} at D = 4.
+
+    The old docstring claimed h^{-1/2} for every D; at κ = 0.8 that gives E cos 2θ = −0.259, far
+    outside this tolerance (4 standard errors + 0.02 for the O(ηλ) bias, as in chapter 6).
+    """
+    prob = dc.modulated_circle(0.8, dim=4)
+    g = dc.noisy_grad(jax.grad(prob.loss), 1.0)
+    x0 = jnp.zeros(4).at[0].set(0.67)  # near the equilibrium norm
+    rec = dc.sgd_chains(g, x0, 4000, 0.02, 0.1, key=jax.random.PRNGKey(3), n_chains=400, every=50)
+    est = dc.chain_mean(jnp.cos(2 * rec.theta), 60)  # steps 3000-4000
+    dc.check("D = 4: E cos 2θ vs h^-1", est.value, dc.stationary_cos2(0.8, (4 - 2) / 2),
+             atol=4 * float(est.stderr) + 0.02)
+    assert abs(float(est.value) - float(dc.stationary_cos2(0.8, 0.5))) > 0.15

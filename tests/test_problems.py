@@ -204,3 +204,26 @@ def test_minibatch_grad_rejects_bad_batch_size(batch_size, nl_problem):
 def test_minibatch_grad_needs_data():
     with pytest.raises(ValueError, match="no data"):
         dc.minibatch_grad(dc.bilinear(), 1)
+
+
+def test_minibatch_gradient_of_a_batch_norm_network_is_biased():
+    """The documented exception: batch statistics make E[minibatch gradient] ≠ full gradient.
+
+    Exact mean over all C(8, 4) minibatches (what ``minibatch_grad`` samples uniformly), against
+    the same mean for a per-example average loss, where it is exact.
+    """
+    import itertools
+
+    from jax.flatten_util import ravel_pytree
+
+    subsets = [np.array(s) for s in itertools.combinations(range(8), 4)]
+
+    def subset_mean_gap(prob):
+        X, Y = prob.data
+        grad = jax.jit(lambda b: ravel_pytree(jax.grad(prob.batch_loss)(prob.params0, b))[0])
+        mean = sum(grad((X[s], Y[s])) for s in subsets) / len(subsets)
+        full = ravel_pytree(jax.grad(prob.loss)(prob.params0))[0]
+        return float(jnp.linalg.norm(mean - full) / jnp.linalg.norm(full))
+
+    assert subset_mean_gap(dc.normalized_linear(jax.random.PRNGKey(0), n=8, d=3)) < 1e-12
+    assert subset_mean_gap(dc.mlp(jax.random.PRNGKey(0), (3, 4, 1), n=8, normalize=True)) > 0.05

@@ -84,14 +84,14 @@ def check(
 
     Raises:
       AssertionError: when the tolerance is broken, or the measured value is not finite.
-      ValueError: when not exactly one tolerance is given, or it is not positive, or a value is
-        not a scalar.
+      ValueError: when not exactly one tolerance is given, or it is not finite and positive, or a
+        value is not a scalar.
     """
     if (atol is None) == (rtol is None):
         raise ValueError("give exactly one of atol and rtol")
     tol = float(atol if atol is not None else rtol)
-    if not tol > 0:
-        raise ValueError(f"{'atol' if atol is not None else 'rtol'} must be > 0, got {tol:g}")
+    if not (tol > 0 and math.isfinite(tol)):  # an infinite tolerance would pass anything
+        raise ValueError(f"{'atol' if atol is not None else 'rtol'} must be finite and > 0, got {tol:g}")
     m_arr, p_arr = np.asarray(measured, dtype=float), np.asarray(predicted, dtype=float)
     if m_arr.size != 1 or p_arr.size != 1:
         raise ValueError(f"check compares scalars; got shapes {m_arr.shape} and {p_arr.shape}")
@@ -129,10 +129,14 @@ def check_bound(
     raises ``AssertionError`` (marked ✗) when the bound is broken or the value is not finite.
 
     Raises:
-      ValueError: when neither bound is given, or ``lower >= upper``, or the value is not a scalar.
+      ValueError: when neither bound is given, a bound is not finite, ``lower >= upper``, or the
+        value is not a scalar.
     """
     if lower is None and upper is None:
         raise ValueError("give lower, upper or both")
+    for label, bound in (("lower", lower), ("upper", upper)):
+        if bound is not None and not math.isfinite(float(bound)):
+            raise ValueError(f"{label} must be a finite number, got {bound}")
     if lower is not None and upper is not None and not lower < upper:
         raise ValueError(f"lower must be < upper, got {lower:g} and {upper:g}")
     m_arr = np.asarray(measured, dtype=float)

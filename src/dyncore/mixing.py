@@ -255,9 +255,10 @@ def modulated_circle(kappa, dim: int = 3, theta0: ArrayLike | None = None) -> Pr
     Scale invariant, with the same minimizers as :func:`dyncore.problems.great_circle` (the
     :math:`(e_1, e_2)` plane), but the Hessian normal to the manifold on the unit sphere is
     :math:`h(\theta)I`. Under isotropic tangent noise the curvature drift
-    :math:`\tfrac12\partial^2\Phi[\Sigma]` of the limiting diffusion favours flat regions; the derived
-    stationary law is :math:`\pi(\theta) \propto h(\theta)^{-1/2}` (:func:`stationary_cos2` with
-    ``power=0.5``).
+    :math:`\tfrac12\partial^2\Phi[\Sigma]` of the limiting diffusion favours flat regions. Each of the
+    :math:`D - 2` normal directions adds a drift :math:`-\tfrac{\hat\sigma^2}{4}(\ln h)'`, so the derived
+    stationary law is :math:`\pi(\theta) \propto h(\theta)^{-(D-2)/2}` (:func:`stationary_cos2` with
+    ``power=(dim - 2) / 2``): :math:`h^{-1/2}` for :math:`D = 3`, the case of chapter 6.
 
     Args:
       kappa: modulation :math:`0 \le \kappa < 1` (a Python float: it is a model constant).
@@ -539,8 +540,12 @@ def diffusion_rate(
 
     the growth rate of :func:`quadratic_variation` (of :math:`\operatorname{Var}\Theta_k` for a
     martingale). At equilibrium on the great circle in :math:`\mathbb R^D` it is
-    :math:`(2\eta\lambda - \eta^2\lambda^2)/(D-1)` (the clock's :math:`2\eta\lambda` up to the discrete
-    correction), independent of the noise level.
+    :math:`2\eta\lambda/(D-1)` at leading order (the clock's rate), for
+    :math:`\hat\sigma\sqrt{\eta\lambda} \ll 1 \ll \hat\sigma/\sqrt{\eta\lambda}`. The corrections are of
+    order :math:`\sqrt{\eta\lambda}` and depend on the noise level :math:`\hat\sigma` (a small
+    :math:`\hat\sigma` enlarges the norm and slows the angle; a large one sends the iterates off the
+    manifold, where the angle moves faster), and they dwarf the discrete correction
+    :math:`-\eta^2\lambda^2/(D-1)`; chapter 6 derives them at first order.
 
     The sum of squared record-to-record increments is unbiased only when the increments of
     single steps are uncorrelated (SGD). With heavy-ball momentum :math:`\beta` they are an AR(1)
@@ -711,14 +716,15 @@ def stationary_cos2(kappa, power=1.0, n_grid: int = 4096) -> jax.Array:
     r""":math:`\mathbb E_\pi\cos 2\theta` for the law :math:`\pi(\theta) \propto (1 + \kappa\cos 2\theta)^{-p}` on the circle.
 
     ``power=1`` is the equilibrium under anisotropic noise (:func:`anisotropic_noise_grad`), with
-    the closed form :math:`(\sqrt{1-\kappa^2} - 1)/\kappa`; ``power=0.5`` is the flat-region bias under
-    modulated curvature (:func:`modulated_circle`). Computed by the trapezoidal rule on ``n_grid``
+    the closed form :math:`(\sqrt{1-\kappa^2} - 1)/\kappa`; ``power=(D - 2)/2`` is the flat-region bias
+    under modulated curvature in :math:`\mathbb R^D` (:func:`modulated_circle`; 0.5 for :math:`D = 3`). Computed by the trapezoidal rule on ``n_grid``
     points, exponentially accurate for these smooth periodic integrands.
 
     Raises:
-      ValueError: if ``kappa`` is not in ``[0, 1)``.
+      ValueError: if ``kappa`` is not in ``[0, 1)`` or ``n_grid`` is not a positive integer.
     """
     _check_kappa(kappa)
+    n_grid = check_positive_int("n_grid", n_grid)
     th = jnp.linspace(0.0, 2 * jnp.pi, n_grid, endpoint=False)
     w = (1 + kappa * jnp.cos(2 * th)) ** (-power)
     return jnp.sum(w * jnp.cos(2 * th)) / jnp.sum(w)

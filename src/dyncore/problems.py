@@ -235,7 +235,9 @@ def minibatch_grad(problem: Problem, batch_size: int) -> Callable[[Params, jax.A
 
     Returns ``grad_fn(params, key)``, which draws ``batch_size`` examples without replacement
     with ``key`` and returns the gradient of ``problem.batch_loss`` on them. Its mean over keys is
-    the full-batch gradient; pass it to :func:`dyncore.optimizers.run` as ``grad_fn``. The
+    the full-batch gradient when the batch loss is an average of per-example losses; it is *not*
+    for a network with batch normalization (``mlp(..., normalize=True)``), whose minibatch
+    statistics make the minibatch gradient biased, as in practice. Pass it to :func:`dyncore.optimizers.run` as ``grad_fn``. The
     examples are those of ``jax.random.choice(key, n, (batch_size,), replace=False)``, drawn
     with the hash unrolled (``dyncore._rng``; several times faster inside a long scan).
 
