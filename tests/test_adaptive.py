@@ -227,6 +227,9 @@ def test_fields_reject_bad_hyperparameters():
         dc.minibatch_field([_smooth_loss], [0, 1], 0.1, 0.5, 0.9, 0.1)
     with pytest.raises(ValueError, match="order must be 0 or 1"):
         dc.minibatch_field([_smooth_loss], [0, 0], 0.1, 0.5, 0.9, 0.1, order=2)
+    for large_n in (False, True):
+        with pytest.raises(ValueError, match="order must be 0 or 1"):
+            dc.rmsprop_field(_smooth_loss, 0.1, 0.9, 0.1, n_max=3, order=2, large_n=large_n)
     with pytest.raises(ValueError, match="exactly one of loss"):
         dc.tracking_errors(dc.adam(0.1, 0.5, 0.9), dc.plain_field(_smooth_loss, 0.1), jnp.ones(3), 0.1, 3)
 

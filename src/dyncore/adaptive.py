@@ -442,9 +442,11 @@ def rmsprop_field(loss: Loss, eta, rho, eps, n_max: int, *, order: int = 1, larg
     (Eq. (8) at :math:`\beta = 0`), which for RMSProp only tracks the iterates to :math:`O(\eta)`.
 
     Raises:
-      ValueError: for bad hyper-parameters or ``n_max < 1``.
+      ValueError: for bad hyper-parameters, ``n_max < 1`` or ``order`` not in ``{0, 1}``.
     """
     n_max = check_positive_int("n_max", n_max)
+    if order not in (0, 1):
+        raise ValueError(f"order must be 0 or 1, got {order!r}")
     if large_n:
         if order == 0:
             return plain_field(loss, eps)

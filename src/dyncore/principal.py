@@ -590,7 +590,8 @@ def _pf_quadratic(A, theta0, ts, eta, lam, b):
     singular = jnp.abs(1 - eta * mu)[None, :] < SINGULAR_GUARD
     decay = jnp.where(singular, (ts == 0).astype(kappa.dtype), jnp.exp(kappa * ts))
     mu_s = jnp.where(mu == 0, 1.0, mu)[None, :]
-    q = jnp.where(mu[None, :] == 0, ts, (1 - decay) / mu_s)  # (1 - e^{κt})/μ, → t at μ = 0
+    gain = jnp.where(singular, 1 - decay, -jnp.expm1(kappa * ts))  # 1 − e^{κt}, accurate for small κt
+    q = jnp.where(mu[None, :] == 0, ts, gain / mu_s)  # (1 − e^{κt})/μ, → t at μ = 0
     c = (U.T @ theta0)[None, :] * decay + (U.T @ b)[None, :] * q
     return c @ U.T.astype(c.dtype)
 
@@ -697,7 +698,7 @@ def dal_rate(loss: Loss, params: Params, p=1.0, *, max_lr=5.0) -> jax.Array:
               \qquad \hat g = g/\|g\|,
 
     computed with one forward-over-reverse Hessian-vector product. At :math:`g = 0` the rate is
-    the cap. See :func:`scale_by_dal` for the caveats.
+    the cap for :math:`p > 0`; for :math:`p = 0` it is :math:`\min(2, \eta_{\max})` everywhere. See :func:`scale_by_dal` for the caveats.
 
     Args:
       loss: scalar loss (include any weight decay in it).
