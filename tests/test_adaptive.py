@@ -383,3 +383,42 @@ def test_piece_fields_refuse_a_piece_beyond_their_batches():
         traced = jax.jit(lambda n: field(theta, n))
         assert np.all(np.isnan(np.asarray(traced(7)))), "a traced n beyond the pieces must give NaN"
         np.testing.assert_allclose(np.asarray(traced(3)), np.asarray(field(theta, 3)), rtol=1e-13)
+
+
+def _global_slopes(make_tx, make_field, loss, theta0, T, etas=(0.002, 0.001, 0.0005)):
+    """Pairwise log2 slopes of the global tracking error at the fixed horizon T = nη."""
+    errors = [float(dc.tracking_errors(make_tx(eta), make_field(eta), theta0, eta, round(T / eta), loss=loss,
+                                       local=False).global_error) for eta in etas]
+    return np.log2(np.array(errors[:-1]) / np.array(errors[1:]))
+
+
+def _coupled_loss(t):
+    return jnp.sum(jnp.sin(t)) + 0.3 * t[0] ** 2 * t[1] + 0.25 * jnp.sum(t**4) + t[2] * t[0]
+
+
+def test_adamw_and_exact_rmsprop_fields_are_second_order():
+    """The documented orders: AdamW's field (2; 1 without the -λQ/2 decay correction), RMSProp's
+    n-dependent field (2) and its large-n form (1), on a coupled non-quadratic loss at T = 0.5."""
+    th0, T, (beta, rho, eps, lam) = jnp.array([0.8, -0.9, 1.2]), 0.5, (0.5, 0.9, 0.05, 0.4)
+    E = _coupled_loss
+    adamw = _global_slopes(lambda e: dc.adamw(e, beta, rho, eps, lam),
+                           lambda e: dc.adamw_field(E, e, beta, rho, eps, lam), E, th0, T)
+    uncorrected = _global_slopes(
+        lambda e: dc.adamw(e, beta, rho, eps, lam),
+        lambda e: dc.adamw_field(E, e, beta, rho, eps, lam, decay_correction=False), E, th0, T)
+    rms = _global_slopes(lambda e: dc.rmsprop(e, rho, eps),
+                         lambda e: dc.rmsprop_field(E, e, rho, eps, n_max=round(T / e)), E, th0, T)
+    rms_large = _global_slopes(lambda e: dc.rmsprop(e, rho, eps),
+                               lambda e: dc.rmsprop_field(E, e, rho, eps, n_max=1, large_n=True), E, th0, T)
+    assert 1.8 < adamw[-1] < 2.2 and 1.8 < rms[-1] < 2.2, (adamw, rms)
+    assert uncorrected[-1] < 1.5 and 0.9 < rms_large[-1] < 1.1, (uncorrected, rms_large)
+
+
+def test_eps_outside_field_is_second_order_while_the_gradient_keeps_its_signs():
+    """ε outside the square root: the field tracks Adam to second order where no component of the
+    gradient changes sign along the path (its documented range; here all stay positive)."""
+    E = lambda t: 0.5 * jnp.sum(jnp.array([1.0, 2.0, 0.5]) * t**2) + 0.1 * jnp.sum(t**3)  # noqa: E731
+    th0, (beta, rho, eps) = jnp.array([2.0, 1.5, 3.0]), (0.5, 0.9, 0.05)
+    slopes = _global_slopes(lambda e: dc.adam(e, beta, rho, eps, eps_inside=False),
+                            lambda e: dc.adam_field_eps_outside(E, e, beta, rho, eps), E, th0, 0.3)
+    assert 1.8 < slopes[-1] < 2.2, slopes

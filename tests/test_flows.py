@@ -283,4 +283,5 @@ def test_log_flow_of_an_integer_matrix_is_that_of_the_same_float_matrix():
     as_int = dc.log_flow_quadratic([[2, 0], [0, 1]], [1, 1], ts, eta=0.1)
     as_float = dc.log_flow_quadratic(np.diag([2.0, 1.0]), np.ones(2), ts, eta=0.1)
     np.testing.assert_allclose(np.asarray(as_int), np.asarray(as_float), rtol=1e-14)
-    np.testing.assert_allclose(np.asarray(as_float[1]), [0.8**2.5, 0.9**2.5], rtol=1e-12)  # (1 − ημ)^{t/η}
+    # (1 − ημ)^{t/η} at t = 0.25
+    np.testing.assert_allclose(np.asarray(as_float[1]), [0.8**2.5, 0.9**2.5], rtol=1e-12)

@@ -717,8 +717,9 @@ def stationary_cos2(kappa, power=1.0, n_grid: int = 4096) -> jax.Array:
 
     ``power=1`` is the equilibrium under anisotropic noise (:func:`anisotropic_noise_grad`), with
     the closed form :math:`(\sqrt{1-\kappa^2} - 1)/\kappa`; ``power=(D - 2)/2`` is the flat-region bias
-    under modulated curvature in :math:`\mathbb R^D` (:func:`modulated_circle`; 0.5 for :math:`D = 3`). Computed by the trapezoidal rule on ``n_grid``
-    points, exponentially accurate for these smooth periodic integrands.
+    under modulated curvature in :math:`\mathbb R^D` (:func:`modulated_circle`; 0.5 for :math:`D = 3`).
+    Computed by the trapezoidal rule on ``n_grid`` points, exponentially accurate for these smooth
+    periodic integrands.
 
     Raises:
       ValueError: if ``kappa`` is not in ``[0, 1)`` or ``n_grid`` is not a positive integer.

@@ -163,7 +163,8 @@ def pf_rate(mu: ArrayLike, eta) -> jax.Array:
     :math:`e^{\kappa t}`, so :math:`e^{\kappa\eta} = 1 - \eta\mu` is GD's factor per step. At a
     critical point these are the eigenvalues of the PF's Jacobian (Rosca et al. 2023, Eq. 16):
     real for :math:`\eta\mu < 1` (negative for :math:`0 < \eta\mu < 1`, zero at :math:`\mu = 0`,
-    positive for :math:`\mu < 0`: a saddle direction repels), with real part :math:`\log|1-\eta\mu|/\eta`, which
+    positive for :math:`\mu < 0`: a saddle direction repels), with real part
+    :math:`\log|1-\eta\mu|/\eta`, which
     changes sign at :math:`\eta\mu = 2`, and imaginary part :math:`\pi/\eta` for
     :math:`\eta\mu > 1`.
 
@@ -698,7 +699,8 @@ def dal_rate(loss: Loss, params: Params, p=1.0, *, max_lr=5.0) -> jax.Array:
               \qquad \hat g = g/\|g\|,
 
     computed with one forward-over-reverse Hessian-vector product. At :math:`g = 0` the rate is
-    the cap for :math:`p > 0`; for :math:`p = 0` it is :math:`\min(2, \eta_{\max})` everywhere. See :func:`scale_by_dal` for the caveats.
+    the cap for :math:`p > 0`; for :math:`p = 0` it is :math:`\min(2, \eta_{\max})` everywhere.
+    See :func:`scale_by_dal` for the caveats.
 
     Args:
       loss: scalar loss (include any weight decay in it).
