@@ -355,3 +355,16 @@ def test_text_cache_font_metrics_lay_out_every_text_as_matplotlib_does():
     if tuple(int(v) for v in matplotlib.__version__.split(".")[:2]) >= (3, 11):
         assert cache.metrics  # matplotlib asked the cache (older versions never do)
         assert all(None not in v for v in cache.metrics.values())
+
+
+def test_compute_reuses_the_figures_compiled_function(one_slider):
+    """Numbers read beside a figure come from its own jit: no second trace, the same values."""
+    fig, counter = one_slider
+    fig.render()
+    traces = counter["traces"]
+    got = fig.compute(eta=0.4)
+    assert counter["traces"] == traces, "compute must not retrace"
+    want = dc.run(dc.gd(0.4, 0.0), _loss, THETA0, 20, max_norm=1e3)
+    np.testing.assert_allclose(np.asarray(got.loss), np.asarray(want.loss), rtol=1e-12)
+    with pytest.raises(ValueError, match="unknown slider"):
+        fig.compute(beta=0.5)

@@ -293,15 +293,28 @@ class SliderFigure:
         """
         return self._render(hparams, compress_level=1)
 
-    def _render(self, hparams: dict[str, float], compress_level: int) -> bytes:
+    def _values(self, hparams: dict[str, float]) -> dict[str, float]:
         values = {s.name: s.start for s in self.sliders}
         unknown = set(hparams) - set(values)
         if unknown:
             raise ValueError(f"unknown slider name(s) {sorted(unknown)}; sliders are {sorted(values)}")
         values.update({k: float(v) for k, v in hparams.items()})
         check_hparams(**{k: v for k, v in values.items() if k in RANGES})
-        result = self._compute(**{k: jnp.asarray(v) for k, v in values.items()})
-        result = jax.device_get(result)
+        return values
+
+    def compute(self, **hparams: float):
+        """The figure's ``compute`` result at the given hyper-parameters, on the host.
+
+        It calls the figure's own jitted function, so numbers read beside the figure (a check on
+        some of its settings) cost no second compilation. Missing hyper-parameters and errors as
+        in :meth:`render`.
+        """
+        values = self._values(hparams)
+        return jax.device_get(self._compute(**{k: jnp.asarray(v) for k, v in values.items()}))
+
+    def _render(self, hparams: dict[str, float], compress_level: int) -> bytes:
+        values = self._values(hparams)
+        result = self.compute(**values)
         self._clear()
         self._draw(self._axes, result, **values)
         if not self._laid_out:  # lay out once, on the first frame: every frame then has the same geometry

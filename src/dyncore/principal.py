@@ -164,9 +164,8 @@ def pf_rate(mu: ArrayLike, eta) -> jax.Array:
     critical point these are the eigenvalues of the PF's Jacobian (Rosca et al. 2023, Eq. 16):
     real for :math:`\eta\mu < 1` (negative for :math:`0 < \eta\mu < 1`, zero at :math:`\mu = 0`,
     positive for :math:`\mu < 0`: a saddle direction repels), with real part
-    :math:`\log|1-\eta\mu|/\eta`, which
-    changes sign at :math:`\eta\mu = 2`, and imaginary part :math:`\pi/\eta` for
-    :math:`\eta\mu > 1`.
+    :math:`\log|1-\eta\mu|/\eta`, which changes sign at :math:`\eta\mu = 2`, and imaginary part
+    :math:`\pi/\eta` for :math:`\eta\mu > 1`.
 
     Args:
       mu: curvature(s) :math:`\mu` (Hessian eigenvalues, weight decay included).
@@ -423,13 +422,23 @@ def _rk4(field: Field, y0: Params, ts: jax.Array, substeps: int, max_norm: float
 
     _, ys = jax.lax.scan(interval, y0, jnp.stack([ts[:-1], ts[1:]], axis=1))
     ys = _tmap(lambda a, b: jnp.concatenate([a[None], b]), y0, ys)
-    leaves = jax.tree_util.tree_leaves(ys)
-    sq = sum(jnp.sum(jnp.abs(x.reshape(x.shape[0], -1)) ** 2, axis=1) for x in leaves)
+    ys, n_good = _frozen_after_bad(ys, max_norm)
+    return FlowSolution(ts, ys, jnp.where(n_good < ts.shape[0], n_good, -1))
+
+
+def _frozen_after_bad(path, max_norm):
+    """``path`` (saved states, time first) frozen from its first non-finite or too large state on.
+
+    Returns the frozen path and the number of good leading states (the first bad save index).
+    """
+    leaves = jax.tree_util.tree_leaves(path)
+    n_save = leaves[0].shape[0]
+    sq = sum(jnp.sum(jnp.abs(x.reshape(n_save, -1)) ** 2, axis=1) for x in leaves)
     good = jnp.cumprod((jnp.isfinite(sq) & (sq <= max_norm**2)).astype(jnp.int32)).astype(bool)
     n_good = jnp.sum(good)
     last = jnp.maximum(n_good - 1, 0)
-    ys = _tmap(lambda y: jnp.where(good.reshape((-1,) + (1,) * (y.ndim - 1)), y, y[last]), ys)
-    return FlowSolution(ts, ys, jnp.where(n_good < ts.shape[0], n_good, -1))
+    path = _tmap(lambda y: jnp.where(good.reshape((-1,) + (1,) * (y.ndim - 1)), y, y[last]), path)
+    return path, n_good
 
 
 def integrate_complex(field: Field, y0: Params, ts: ArrayLike, *, dt: float | None = None,
@@ -514,8 +523,8 @@ def integrate_flows(fields: dict[str, Field], y0: Params, ts: ArrayLike, *,
 
     def guarded(f):
         def g(y):  # a flow that has left the bounds, or whose field is not finite, stops
-            v = f(y)
-            ok = jnp.isfinite(norm2(y)) & (norm2(y) <= max_norm**2) & jnp.isfinite(norm2(v))
+            v, sq = f(y), norm2(y)
+            ok = jnp.isfinite(sq) & (sq <= max_norm**2) & jnp.isfinite(norm2(v))
             return _tmap(lambda a: jnp.where(ok, a, jnp.zeros_like(a)), v)
 
         return g
@@ -528,17 +537,9 @@ def integrate_flows(fields: dict[str, Field], y0: Params, ts: ArrayLike, *,
     sol = integrate_complex(joint, y0s, ts, dt=dt, substeps=substeps, max_steps=max_steps,
                             max_norm=jnp.inf)
     n_save = sol.ts.shape[0]
-    ys, first_bad = {}, []
-    for name, path in sol.ys.items():  # freeze each flow at its own last good save time
-        sq = sum(jnp.sum(jnp.abs(x.reshape(n_save, -1)) ** 2, axis=1)
-                 for x in jax.tree_util.tree_leaves(path))
-        good = jnp.cumprod((jnp.isfinite(sq) & (sq <= max_norm**2)).astype(jnp.int32)).astype(bool)
-        n_good = jnp.sum(good)
-        last = jnp.maximum(n_good - 1, 0)
-        ys[name] = _tmap(lambda y: jnp.where(good.reshape((-1,) + (1,) * (y.ndim - 1)), y, y[last]),
-                         path)
-        first_bad.append(jnp.where(n_good < n_save, n_good, n_save))
-    earliest = jnp.min(jnp.stack(first_bad))
+    frozen = {name: _frozen_after_bad(path, max_norm) for name, path in sol.ys.items()}
+    ys = {name: path for name, (path, _) in frozen.items()}
+    earliest = jnp.min(jnp.stack([n_good for _, n_good in frozen.values()]))  # n_save: none left
     diverged_at = jnp.where(sol.diverged_at >= 0, jnp.minimum(sol.diverged_at, earliest), earliest)
     return FlowSolution(sol.ts, ys, jnp.where(diverged_at < n_save, diverged_at, -1))
 

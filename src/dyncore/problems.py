@@ -239,7 +239,8 @@ def minibatch_grad(problem: Problem, batch_size: int) -> Callable[[Params, jax.A
     for a network with batch normalization (``mlp(..., normalize=True)``), whose minibatch
     statistics make the minibatch gradient biased, as in practice. Pass it to
     :func:`dyncore.optimizers.run` as ``grad_fn``. The examples are those of
-    ``jax.random.choice(key, n, (batch_size,), replace=False)``, drawn with the hash unrolled (``dyncore._rng``; several times faster inside a long scan).
+    ``jax.random.choice(key, n, (batch_size,), replace=False)``, drawn with the hash unrolled
+    (``dyncore._rng``; several times faster inside a long scan).
 
     Raises:
       ValueError: if the problem has no data or ``batch_size`` is not in ``[1, n]``.
