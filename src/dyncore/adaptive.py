@@ -28,7 +28,7 @@ Remarks 3.4/3.7 and Eq. (8), and the order of convergence: the printed field is 
 typo for demonstration.
 
 A *piecewise field* is a function ``field(theta, n)`` giving :math:`\dot\theta` on piece
-:math:`n`; :func:`integrate_pieces` and :func:`tracking_errors` integrate it piece by piece.
+:math:`n`; :func:`dyncore.integration.integrate_pieces` and :func:`tracking_errors` integrate it piece by piece.
 Extensions beyond the paper, labelled as such: the AdamW weight-decay correction
 (:func:`adamw_field`) and :math:`\varepsilon` outside the root (:func:`adam_field_eps_outside`).
 """
@@ -45,6 +45,8 @@ from jax.flatten_util import ravel_pytree
 from numpy.typing import ArrayLike
 
 from .curvature import hvp
+from .integration import rk4_piece
+from .trees import norm, tmap, tsum
 from .validation import check_hparams, check_positive_int, is_concrete
 
 __all__ = [
@@ -60,10 +62,8 @@ __all__ = [
     "adam_field",
     "rmsprop_field",
     "minibatch_field",
-    "adamw",
     "adamw_field",
     "adam_field_eps_outside",
-    "integrate_pieces",
     "Tracking",
     "tracking_errors",
     "last_iterate",
@@ -74,7 +74,7 @@ Params = Any
 Loss = Callable[[Params], jax.Array]
 PieceField = Callable[[Params, jax.Array], Params]
 
-_tmap = jax.tree_util.tree_map
+_tmap = tmap
 
 
 def _check_decay(name: str, value: Any) -> None:
@@ -127,7 +127,7 @@ def drift_factor(b) -> jax.Array:
     return (1 + b) / (1 - b)
 
 
-def drift_constant(beta, rho) -> jax.Array:
+def drift_constant(*, beta, rho) -> jax.Array:
     r"""The large-gradient drift constant :math:`K = \frac{1+\rho}{1-\rho} - \frac{1+\beta}{1-\beta}`.
 
     When every :math:`|g_j| \gg \sqrt\varepsilon`, Eq. (8) of Cattaneo et al. (2023) is the
@@ -143,7 +143,7 @@ def drift_constant(beta, rho) -> jax.Array:
     return drift_factor(rho) - drift_factor(beta)
 
 
-def one_norm_weight(g: ArrayLike, beta, rho, eps) -> jax.Array:
+def one_norm_weight(g: ArrayLike, *, beta, rho, eps) -> jax.Array:
     r"""Per-component weight :math:`\kappa_j` of the one-norm in the large-:math:`n` field, Eq. (8).
 
     Eq. (8) reads :math:`\dot\theta_j = -\frac{1}{R_j}\big[g_j + \eta\,\kappa_j\,\nabla_j N\big]` with
@@ -167,7 +167,7 @@ def one_norm_weight(g: ArrayLike, beta, rho, eps) -> jax.Array:
     return (drift_factor(beta) * (g2 + eps) - drift_factor(rho) * g2) / (2 * (g2 + eps))
 
 
-def penalises(g: ArrayLike, beta, rho, eps) -> jax.Array:
+def penalises(g: ArrayLike, *, beta, rho, eps) -> jax.Array:
     r"""Whether the implicit term penalises the one-norm in each component (:math:`\kappa_j > 0`).
 
     .. math:: (\rho - \beta)\,g_j^2 < \tfrac12 (1+\beta)(1-\rho)\,\varepsilon ,
@@ -185,7 +185,7 @@ def penalises(g: ArrayLike, beta, rho, eps) -> jax.Array:
     return (rho - beta) * g2 < 0.5 * (1 + beta) * (1 - rho) * eps
 
 
-def sign_threshold(beta, rho, eps) -> jax.Array:
+def sign_threshold(*, beta, rho, eps) -> jax.Array:
     r"""Gradient size :math:`g^\ast` where the implicit term changes sign (``inf`` if :math:`\beta \ge \rho`).
 
     .. math:: g^\ast = \sqrt{\frac{(1+\beta)(1-\rho)\,\varepsilon}{2(\rho-\beta)}}
@@ -206,11 +206,7 @@ def _sqrt_eps(g: Params, eps) -> Params:
     return _tmap(lambda x: jnp.sqrt(x**2 + eps), g)
 
 
-def _tsum(tree: Params) -> jax.Array:
-    return sum(jnp.sum(x) for x in jax.tree_util.tree_leaves(tree))
-
-
-def perturbed_one_norm(loss: Loss, eps) -> Loss:
+def perturbed_one_norm(loss: Loss, *, eps) -> Loss:
     r"""The perturbed one-norm of the gradient, :math:`N(\theta) = \sum_j \sqrt{(\nabla_j E(\theta))^2 + \varepsilon}`.
 
     Not a norm (its floor is :math:`p\sqrt\varepsilon`, reached where :math:`\nabla E = 0`); at
@@ -226,10 +222,10 @@ def perturbed_one_norm(loss: Loss, eps) -> Loss:
     """
     check_hparams(eps=eps)
     grad = jax.grad(loss)
-    return lambda theta: _tsum(_sqrt_eps(grad(theta), eps))
+    return lambda theta: tsum(_sqrt_eps(grad(theta), eps))
 
 
-def one_norm_grad(loss: Loss, theta: Params, eps) -> Params:
+def one_norm_grad(loss: Loss, theta: Params, *, eps) -> Params:
     r""":math:`\nabla N = \nabla^2 E\,(g/R)`, one Hessian-vector product along :math:`g/R`.
 
     With :math:`g = \nabla E(\theta)` and :math:`R_j = \sqrt{g_j^2+\varepsilon}`,
@@ -245,7 +241,7 @@ def one_norm_grad(loss: Loss, theta: Params, eps) -> Params:
 
 
 # ----------------------------------------------------------------------------- full-batch fields
-def plain_field(loss: Loss, eps) -> PieceField:
+def plain_field(loss: Loss, *, eps) -> PieceField:
     r"""The zeroth-order ("plain") flow of full-batch Adam, :math:`\dot\theta_j = -g_j/\sqrt{g_j^2+\varepsilon}`.
 
     A perturbed sign-gradient flow, the :math:`\eta \to 0` limit of Adam with :math:`\varepsilon`
@@ -262,7 +258,9 @@ def plain_field(loss: Loss, eps) -> PieceField:
     return field
 
 
-def adam_field(loss: Loss, eta, beta, rho, eps, *, large_n: bool = False, as_printed: bool = False) -> PieceField:
+def adam_field(
+    loss: Loss, *, eta, beta, rho, eps, large_n: bool = False, as_printed: bool = False
+) -> PieceField:
     r"""Full-batch modified field of Adam on piece :math:`n` (Theorem 3.6 with Remark 3.7, corrected).
 
     .. math:: \dot\theta_j = -\frac{g_j}{R_j}
@@ -315,11 +313,11 @@ def adam_field(loss: Loss, eta, beta, rho, eps, *, large_n: bool = False, as_pri
 def minibatch_field(
     losses: Sequence[Loss],
     batches: ArrayLike,
+    *,
     eta,
     beta,
     rho,
     eps,
-    *,
     bias_correction: bool = True,
     order: int = 1,
 ) -> PieceField:
@@ -427,7 +425,9 @@ def minibatch_field(
     return field
 
 
-def rmsprop_field(loss: Loss, eta, rho, eps, n_max: int, *, order: int = 1, large_n: bool = False) -> PieceField:
+def rmsprop_field(
+    loss: Loss, *, eta, rho, eps, n_max: int, order: int = 1, large_n: bool = False
+) -> PieceField:
     r"""Full-batch modified field of the paper's RMSProp (no bias correction) on piece :math:`n` (Theorem 3.3, Remark 3.4).
 
     .. math:: \dot\theta_j = -\frac{g_j}{R_j^{(n)}} + \eta\Big(\frac{g_j(2P_j^{(n)} + \bar P_j^{(n)})}{2(R_j^{(n)})^3}
@@ -449,37 +449,18 @@ def rmsprop_field(loss: Loss, eta, rho, eps, n_max: int, *, order: int = 1, larg
         raise ValueError(f"order must be 0 or 1, got {order!r}")
     if large_n:
         if order == 0:
-            return plain_field(loss, eps)
-        return adam_field(loss, eta, 0.0, rho, eps, large_n=True)
+            return plain_field(loss, eps=eps)
+        return adam_field(loss, eta=eta, beta=0.0, rho=rho, eps=eps, large_n=True)
     return minibatch_field(
-        [loss], np.zeros(n_max, dtype=int), eta, 0.0, rho, eps, bias_correction=False, order=order
+        [loss], np.zeros(n_max, dtype=int), eta=eta, beta=0.0, rho=rho, eps=eps, bias_correction=False, order=order
     )
 
 
 # ----------------------------------------------------------------------------- extensions (beyond the paper)
-def adamw(eta, beta, rho, eps, lam) -> optax.GradientTransformation:
-    r"""AdamW (decoupled weight decay) with :math:`\varepsilon` inside the root: not in the paper.
-
-    .. math:: \theta^{(n+1)} = \theta^{(n)} - \eta\lambda\,\theta^{(n)}
-              - \eta\,\frac{\hat m^{(n+1)}}{\sqrt{\hat\nu^{(n+1)} + \varepsilon}},
-
-    with the bias-corrected moments of :func:`dyncore.optimizers.adam`. This is
-    ``optax.adamw(eta, b1=beta, b2=rho, eps=0, eps_root=eps, weight_decay=lam)`` (PyTorch's
-    ``AdamW`` has the same decay, :math:`\varepsilon` outside the root). Coupled L2 decay
-    (:func:`dyncore.optimizers.adam` with ``lam``) is covered by the paper with :math:`E` replaced by
-    :math:`E + \tfrac\lambda2\|\theta\|^2`; decoupled decay is the extension of :func:`adamw_field`.
-
-    Raises:
-      ValueError: for hyper-parameters outside their ranges.
-    """
-    check_hparams(eta=eta, beta=beta, rho=rho, eps=eps, lam=lam)
-    return optax.adamw(eta, b1=beta, b2=rho, eps=0.0, eps_root=eps, weight_decay=lam)
-
-
 def adamw_field(
-    loss: Loss, eta, beta, rho, eps, lam, *, decay_correction: bool = True, order: int = 1
+    loss: Loss, *, eta, beta, rho, eps, lam, decay_correction: bool = True, order: int = 1
 ) -> PieceField:
-    r"""Full-batch modified field of AdamW (:func:`adamw`) on piece :math:`n`: an extension, not in the paper.
+    r"""Full-batch modified field of AdamW (:func:`dyncore.optimizers.adamw`) on piece :math:`n`: an extension, not in the paper.
 
     Re-deriving Theorem 3.6 with the history velocity :math:`Q = g/R + \lambda\theta` gives
 
@@ -518,7 +499,7 @@ def adamw_field(
     return field
 
 
-def adam_field_eps_outside(loss: Loss, eta, beta, rho, eps) -> PieceField:
+def adam_field_eps_outside(loss: Loss, *, eta, beta, rho, eps) -> PieceField:
     r"""Full-batch modified field of Adam with :math:`\varepsilon` *outside* the root: an extension, not in the paper.
 
     For the optax/PyTorch step :math:`\eta\,\hat m/(\sqrt{\hat\nu} + \varepsilon)`, valid while no
@@ -546,67 +527,6 @@ def adam_field_eps_outside(loss: Loss, eta, beta, rho, eps) -> PieceField:
 
 
 # ----------------------------------------------------------------------------- piecewise integration
-def _rk4_piece(field: PieceField, y: Params, n, eta, substeps: int) -> Params:
-    dt = eta / substeps
-
-    def add(a, b, c):
-        return _tmap(lambda u, v: u + c * v, a, b)
-
-    for _ in range(substeps):
-        k1 = field(y, n)
-        k2 = field(add(y, k1, dt / 2), n)
-        k3 = field(add(y, k2, dt / 2), n)
-        k4 = field(add(y, k3, dt), n)
-        y = _tmap(lambda u, a, b, c, d: u + dt / 6 * (a + 2 * b + 2 * c + d), y, k1, k2, k3, k4)
-    return y
-
-
-def _check_substeps(substeps: int) -> int:
-    return check_positive_int("substeps", substeps)
-
-
-def integrate_pieces(field: PieceField, theta0: Params, eta, n_steps: int, *, substeps: int = 1) -> Params:
-    r"""Integrate a piecewise field over :math:`[0, N\eta]`, one piece :math:`[n\eta, (n+1)\eta]` at a time.
-
-    On piece :math:`n` the field is ``field(theta, n)``; it jumps at :math:`t = n\eta`, so no step
-    may straddle a boundary. Each piece is integrated with classical RK4 in ``substeps`` fixed
-    steps of :math:`\eta/\mathrm{substeps}` inside one ``lax.scan`` over :math:`n`: its error,
-    :math:`O(\eta^4)` at a fixed time, is far below the :math:`O(\eta^2)` being measured (on the
-    book's examples one and two sub-steps give the same tracking errors to four digits; raise
-    ``substeps`` for stiff fields, e.g. :math:`\varepsilon` tiny near a minimum). A hand-written
-    RK4 is used rather than :func:`dyncore.flows.integrate` per piece, because one
-    ``diffeqsolve`` per piece inside the scan costs more to trace, compile and run than the four
-    field evaluations it replaces, and an adaptive solver must not cross the boundaries anyway.
-
-    Args:
-      field: piecewise field ``field(theta, n)``.
-      theta0: :math:`\tilde\theta(0)`.
-      eta: step size (traced is fine).
-      n_steps: number of pieces :math:`N` (static: it fixes the output shape).
-      substeps: RK4 steps per piece.
-
-    Returns:
-      :math:`\tilde\theta(n\eta)` for :math:`n = 0..N`, stacked on a leading axis.
-
-    Raises:
-      ValueError: for ``eta <= 0`` or non-positive ``n_steps``/``substeps``.
-    """
-    check_hparams(eta=eta)
-    n_steps = check_positive_int("n_steps", n_steps)
-    substeps = _check_substeps(substeps)
-
-    def body(y, n):
-        y = _rk4_piece(field, y, n, eta, substeps)
-        return y, y
-
-    _, path = jax.lax.scan(body, theta0, jnp.arange(n_steps))
-    return _tmap(lambda a, b: jnp.concatenate([a[None], b]), theta0, path)
-
-
-def _norm(tree: Params) -> jax.Array:
-    return jnp.sqrt(sum(jnp.sum(jnp.abs(x) ** 2) for x in jax.tree_util.tree_leaves(tree)))
-
-
 def _grad_fn(loss, grad_fn):
     if (loss is None) == (grad_fn is None):
         raise ValueError("give exactly one of loss (full batch) and grad_fn(theta, n) (mini-batch)")
@@ -638,9 +558,9 @@ def tracking_errors(
     optimizer: optax.GradientTransformation,
     field: PieceField,
     theta0: Params,
-    eta,
     n_steps,
     *,
+    eta,
     loss: Loss | None = None,
     grad_fn: Callable[[Params, jax.Array], Params] | None = None,
     substeps: int = 1,
@@ -650,7 +570,7 @@ def tracking_errors(
 
     Step :math:`n` of ``optimizer`` (built with step size ``eta``) uses the gradient of ``loss``, or
     ``grad_fn(theta, n)`` for a mini-batch sequence; the flow is integrated piece by piece as in
-    :func:`integrate_pieces`. The loop is a ``lax.fori_loop``, so ``n_steps`` may be a traced
+    :func:`dyncore.integration.integrate_pieces`. The loop is a ``lax.fori_loop``, so ``n_steps`` may be a traced
     integer: an order-of-convergence sweep over :math:`\eta` at a fixed horizon
     :math:`T = N\eta` compiles once.
 
@@ -672,7 +592,7 @@ def tracking_errors(
       ValueError: if not exactly one of ``loss`` and ``grad_fn`` is given, or for bad arguments.
     """
     check_hparams(eta=eta)
-    substeps = _check_substeps(substeps)
+    substeps = check_positive_int("substeps", substeps)
     if is_concrete(n_steps):
         check_positive_int("n_steps", int(n_steps))
     grad = _grad_fn(loss, grad_fn)
@@ -682,9 +602,9 @@ def tracking_errors(
         updates, state = optimizer.update(grad(theta, n), state, theta)
         new = optax.apply_updates(theta, updates)
         if local:
-            lmax = jnp.maximum(lmax, _norm(_tmap(jnp.subtract, new, _rk4_piece(field, theta, n, eta, substeps))))
-        y = _rk4_piece(field, y, n, eta, substeps)
-        gmax = jnp.maximum(gmax, _norm(_tmap(jnp.subtract, new, y)))
+            lmax = jnp.maximum(lmax, norm(_tmap(jnp.subtract, new, rk4_piece(field, theta, n, eta=eta, substeps=substeps))))
+        y = rk4_piece(field, y, n, eta=eta, substeps=substeps)
+        gmax = jnp.maximum(gmax, norm(_tmap(jnp.subtract, new, y)))
         return new, state, y, gmax, lmax
 
     zero = jnp.zeros((), jnp.result_type(float))
@@ -703,7 +623,7 @@ def last_iterate(
 ) -> Params:
     r"""The iterate :math:`\theta^{(N)}` after ``n_steps`` steps, with a possibly traced ``n_steps``.
 
-    A ``lax.fori_loop`` version of :func:`dyncore.optimizers.run` that keeps only the last
+    A ``lax.fori_loop`` version of :func:`dyncore.runner.run` that keeps only the last
     iterate, so that a sweep over step sizes at a fixed horizon compiles once.
 
     Raises:
@@ -719,7 +639,7 @@ def last_iterate(
     return jax.lax.fori_loop(0, n_steps, body, (theta0, optimizer.init(theta0)))[0]
 
 
-def step_residual(path: Params, eta, field0: PieceField) -> Params:
+def step_residual(path: Params, field0: PieceField, *, eta) -> Params:
     r"""Per-step residual of iterates against the zeroth-order flow, which should equal the first-order term.
 
     .. math:: r_n = \frac{\theta^{(n+1)} - \theta^{(n)} - \eta f_0 - \tfrac{\eta^2}{2}(Df_0)f_0}{\eta^2}

@@ -1,9 +1,9 @@
-"""Continuous-time models of gradient descent: vector fields and their integration.
+"""Continuous-time models of gradient descent: the vector fields of backward error analysis.
 
 A *vector field* is a function ``field(theta) -> theta_dot`` on parameter pytrees. This module
-builds the fields of the book (gradient flow, the modified flows of backward error analysis to
-any order) and integrates them with diffrax. The *model* (loss), the *method* (the integrator)
-and the *measurement* (the checks) stay separate.
+builds the fields of the book's first chapters (gradient flow, the modified flows of backward
+error analysis to any order); :mod:`dyncore.integration` integrates them. The *model* (loss), the
+*method* (the integrator) and the *measurement* (the checks) stay separate.
 
 Notation: :math:`g(\\theta) = \\nabla L(\\theta) + \\lambda\\theta` is the gradient of the loss with
 weight decay, :math:`J = \\nabla g = H + \\lambda I`, and GD is
@@ -15,25 +15,15 @@ from __future__ import annotations
 import itertools
 import math
 from functools import lru_cache
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Any, Callable
 
-import diffrax
 import jax
 import jax.numpy as jnp
 import numpy as np
-from numpy.typing import ArrayLike
 
-from .validation import check_hparams, check_positive, check_positive_int, is_concrete
+from .validation import check_hparams, check_positive_int
 
-__all__ = [
-    "gradient_field",
-    "counter_terms",
-    "modified_field",
-    "modified_loss",
-    "FlowSolution",
-    "integrate",
-    "log_flow_quadratic",
-]
+__all__ = ["gradient_field", "counter_terms", "modified_field", "modified_loss"]
 
 Params = Any
 Field = Callable[[Params], Params]
@@ -42,18 +32,12 @@ Loss = Callable[[Params], jax.Array]
 _tmap = jax.tree_util.tree_map
 
 
-def _decayed_spectrum(A: jax.Array, lam) -> tuple[jax.Array, jax.Array]:
-    r"""Eigenvalues (ascending) and eigenvectors of :math:`J = (A + A^\top)/2 + \lambda I`."""
-    J = 0.5 * (A + A.T) + lam * jnp.eye(A.shape[0], dtype=A.dtype)
-    return jnp.linalg.eigh(J)
-
-
 def _grad_with_decay(loss: Loss, lam) -> Field:
     grad = jax.grad(loss)
     return lambda theta: _tmap(lambda g, t: g + lam * t, grad(theta), theta)
 
 
-def gradient_field(loss: Loss, lam=0.0) -> Field:
+def gradient_field(loss: Loss, *, lam=0.0) -> Field:
     """Gradient flow :math:`\\dot\\theta = -g(\\theta) = -(\\nabla L(\\theta) + \\lambda\\theta)`.
 
     Raises:
@@ -83,7 +67,7 @@ def _compositions(total: int, parts: int) -> tuple[tuple[int, ...], ...]:
     return tuple(out)
 
 
-def counter_terms(loss: Loss, order: int, lam=0.0) -> list[Field]:
+def counter_terms(loss: Loss, order: int, *, lam=0.0) -> list[Field]:
     """The counter terms :math:`\\tilde\\xi_0, \\ldots, \\tilde\\xi_{\\mathrm{order}-1}` of GD's modified equation.
 
     They solve Miyagawa's recursion (Eq. (8) of Miyagawa 2022; the modified equation of explicit
@@ -134,7 +118,7 @@ def counter_terms(loss: Loss, order: int, lam=0.0) -> list[Field]:
     return xis
 
 
-def modified_field(loss: Loss, eta, order: int, lam=0.0) -> Field:
+def modified_field(loss: Loss, *, eta, order: int, lam=0.0) -> Field:
     """The modified flow of GD truncated at ``order``:
 
     .. math:: \\dot\\theta = -\\Big(g + \\sum_{\\alpha=0}^{\\mathrm{order}-1} \\eta^{\\alpha+1}\\tilde\\xi_\\alpha\\Big).
@@ -155,7 +139,7 @@ def modified_field(loss: Loss, eta, order: int, lam=0.0) -> Field:
         raise ValueError(f"order must be a non-negative integer, got {order!r}")
     g = _grad_with_decay(loss, lam)
     order = int(order)
-    xis = counter_terms(loss, order, lam) if order else []
+    xis = counter_terms(loss, order, lam=lam) if order else []
 
     def field(theta):
         total = g(theta)
@@ -166,11 +150,11 @@ def modified_field(loss: Loss, eta, order: int, lam=0.0) -> Field:
     return field
 
 
-def modified_loss(loss: Loss, eta, lam=0.0) -> Loss:
+def modified_loss(loss: Loss, *, eta, lam=0.0) -> Loss:
     """Barrett & Dherin's modified loss :math:`\\tilde L = L_\\lambda + \\tfrac\\eta4\\|\\nabla L_\\lambda\\|^2`.
 
     Here :math:`L_\\lambda = L + \\tfrac\\lambda2\\|\\theta\\|^2`. Its gradient flow is
-    ``modified_field(loss, eta, 1, lam)``: implicit gradient regularisation.
+    ``modified_field(loss, eta=eta, order=1, lam=lam)``: implicit gradient regularisation.
     """
     check_hparams(eta=eta, lam=lam)
     g = _grad_with_decay(loss, lam)
@@ -181,143 +165,3 @@ def modified_loss(loss: Loss, eta, lam=0.0) -> Loss:
         return loss(theta) + 0.5 * lam * wd + 0.25 * eta * reg
 
     return tilde
-
-
-class FlowSolution(NamedTuple):
-    """Solution of :func:`integrate` at the requested times.
-
-    Attributes:
-      ts: the save times.
-      ys: the state at each time, stacked on a leading axis (the last finite state is repeated
-        after a blow-up, never NaN).
-      diverged_at: index into ``ts`` of the first non-finite or too large state, ``-1`` if none.
-    """
-
-    ts: jax.Array
-    ys: Params
-    diverged_at: jax.Array
-
-
-def integrate(
-    field: Field,
-    y0: Params,
-    ts: ArrayLike,
-    *,
-    dt: float | None = None,
-    rtol: float = 1e-10,
-    atol: float = 1e-12,
-    max_steps: int = 1 << 16,
-    max_norm: float = 1e8,
-) -> FlowSolution:
-    """Integrate :math:`\\dot y = \\mathrm{field}(y)` from ``y(ts[0]) = y0`` and save at ``ts``, with diffrax.
-
-    Two modes:
-
-    * ``dt`` given: fixed steps of size ``dt`` with Tsit5 (5th order), cheap and compiled once for
-      any traced ``dt``; use ``dt = eta / 16`` or smaller to compare with GD at step size ``eta``.
-    * ``dt=None``: adaptive Tsit5 with a PID controller at ``rtol``/``atol`` (defaults suit float64
-      order checks; enable ``jax_enable_x64`` first).
-
-    Stiff fields (large curvature) need ``dt`` well below ``2/lambda_max``; a state that becomes
-    non-finite or larger than ``max_norm`` is reported in ``diverged_at``. Running out of
-    ``max_steps`` before ``ts[-1]`` raises ``RuntimeError`` when called eagerly; under ``jit`` the
-    unreached times count as diverged.
-
-    Args:
-      field: autonomous vector field ``y -> dy/dt`` (a pytree function).
-      y0: initial state.
-      ts: increasing save times; ``ts[0]`` is the initial time.
-      dt: fixed step size, or ``None`` for adaptive stepping.
-      rtol, atol: tolerances of the adaptive controller.
-      max_steps: static bound on the number of solver steps.
-      max_norm: bound beyond which the flow counts as diverged.
-
-    Returns:
-      A :class:`FlowSolution`.
-
-    Raises:
-      ValueError: for non-increasing ``ts`` or a non-positive ``dt`` (when concrete).
-    """
-    if is_concrete(ts) and not np.all(np.diff(np.asarray(ts, dtype=float)) > 0):
-        raise ValueError("ts must be strictly increasing")
-    ts = jnp.asarray(ts, dtype=jnp.result_type(float))
-    if ts.ndim != 1 or ts.shape[0] < 2:
-        raise ValueError(f"ts must be a 1-D array of at least two times, got shape {ts.shape}")
-    if dt is not None:
-        check_positive("dt", dt)
-    term = diffrax.ODETerm(lambda t, y, args: field(y))
-    solver = diffrax.Tsit5()
-    if dt is None:
-        controller = diffrax.PIDController(rtol=rtol, atol=atol)
-        dt0 = None
-    else:
-        controller = diffrax.ConstantStepSize()
-        dt0 = dt
-    sol = diffrax.diffeqsolve(
-        term,
-        solver,
-        t0=ts[0],
-        t1=ts[-1],
-        dt0=dt0,
-        y0=y0,
-        saveat=diffrax.SaveAt(ts=ts),
-        stepsize_controller=controller,
-        max_steps=max_steps,
-        throw=False,
-    )
-    ys = sol.ys
-    if is_concrete(sol.result) and sol.result == diffrax.RESULTS.max_steps_reached:
-        raise RuntimeError(
-            f"integrate: the solver used all max_steps={max_steps} steps before ts[-1]; "
-            "raise max_steps or dt (or relax rtol/atol)"
-        )
-    leaves = jax.tree_util.tree_leaves(ys)
-    sq = sum(jnp.sum(jnp.abs(leaf.reshape(leaf.shape[0], -1)) ** 2, axis=1) for leaf in leaves)
-    good = jnp.isfinite(sq) & (sq <= max_norm**2)
-    good = jnp.cumprod(good.astype(jnp.int32)).astype(bool)
-    n_good = jnp.sum(good)
-    diverged_at = jnp.where(n_good < ts.shape[0], n_good, -1)
-    last = jnp.maximum(n_good - 1, 0)
-    ys = _tmap(lambda y: jnp.where(good.reshape((-1,) + (1,) * (y.ndim - 1)), y, y[last]), ys)
-    return FlowSolution(ts, ys, diverged_at)
-
-
-def log_flow_quadratic(A: ArrayLike, theta0: ArrayLike, ts: ArrayLike, *, eta, lam=0.0) -> jax.Array:
-    """The all-orders modified flow of GD on a quadratic, in closed form.
-
-    For :math:`L = \\tfrac12\\theta^\\top A\\theta` and :math:`J = A + \\lambda I`, summing every counter term
-    gives the linear flow :math:`\\dot\\theta = \\tfrac1\\eta\\log(I - \\eta J)\\,\\theta`, whose solution
-
-    .. math:: \\theta(t) = V\\,\\mathrm{diag}\\big((1 - \\eta\\mu_i)^{t/\\eta}\\big)\\,V^\\top\\theta_0
-              \\qquad (J = V\\,\\mathrm{diag}(\\mu)\\,V^\\top)
-
-    passes through every GD iterate: :math:`\\theta(k\\eta) = (I - \\eta J)^k\\theta_0`. It is real
-    when :math:`\\eta\\mu_i < 1` for all :math:`i`; beyond that, see the principal-flow chapter.
-
-    Args:
-      A: symmetric ``(d, d)`` matrix.
-      theta0: ``(d,)`` start.
-      ts: times at which to evaluate.
-      eta: learning rate.
-      lam: weight decay.
-
-    Returns:
-      ``(len(ts), d)`` array.
-
-    Raises:
-      ValueError: if the real logarithm does not exist, i.e. :math:`1-\\eta\\mu \\le 0` for some
-        eigenvalue (``eta * mu_max >= 1``).
-    """
-    check_hparams(eta=eta, lam=lam)
-    A = jnp.asarray(A, dtype=jnp.result_type(float))  # an integer A must not truncate the times
-    mu, V = _decayed_spectrum(A, lam)
-    base = 1.0 - eta * mu
-    if is_concrete(base) and not bool(jnp.all(base > 0)):
-        raise ValueError(
-            f"the real log-flow needs eta * mu < 1 for every eigenvalue mu of A + lam*I; "
-            f"got eta * mu_max = {float(eta * mu[-1]):g}"
-        )
-    ts = jnp.atleast_1d(jnp.asarray(ts, dtype=A.dtype))
-    coeff = V.T @ jnp.asarray(theta0, A.dtype)
-    powers = jnp.exp(jnp.log(base)[None, :] * (ts[:, None] / eta))
-    return (powers * coeff[None, :]) @ V.T

@@ -20,8 +20,10 @@ mixes in :math:`O(1/(\eta\lambda))` steps. This module provides
   (:func:`sgd_chains`);
 * **the measurements**: angle variance, circular order parameters, diffusion rates, first-passage
   (mixing) times and the mean :math:`\|x\|^4` over chains;
-* **the theory**: the norm law (the paper's Eq. (10)), the clock :math:`\tau_{\eta,\lambda}` of
-  Eq. (12) and its inverse, and the stationary laws of the toys.
+* **the theory**: the stationary laws of the toys. The norm law (the paper's Eq. (10)), the clock
+  :math:`\tau_{\eta,\lambda}` of Eq. (12) and its inverse are results on scale-invariant layers and
+  live in :mod:`dyncore.scale_invariance` (:func:`~dyncore.scale_invariance.sde_norm4`,
+  :func:`~dyncore.scale_invariance.clock`, :func:`~dyncore.scale_invariance.clock_inverse`).
 
 Conventions: steps :math:`k` (not time :math:`k\eta`) are the unit of every rate. :math:`C` (``c2``) is
 :math:`\operatorname{tr}\Sigma` on the unit sphere (the paper's :math:`\hat\sigma^2` of Eq. (10)); for
@@ -41,9 +43,10 @@ import optax
 from jax.flatten_util import ravel_pytree
 from numpy.typing import ArrayLike
 
-from . import _rng
-from .adaptive import adamw
-from .optimizers import _tree_ok, heavy_ball
+from . import prng
+from .optimizers import adamw, heavy_ball
+from .runner import Observer, run_chains
+from .trees import flat
 from .problems import Problem
 from .validation import check_hparams, check_positive, check_positive_int, is_concrete
 
@@ -62,9 +65,6 @@ __all__ = [
     "circular_order",
     "diffusion_rate",
     "first_passage",
-    "sde_norm4",
-    "clock",
-    "clock_inverse",
     "stationary_cos2",
 ]
 
@@ -87,8 +87,8 @@ def _float(x) -> jax.Array:
 def _normal(key: jax.Array, shape: tuple[int], dtype) -> jax.Array:
     """Standard normals drawn in float32 and cast: the noise needs no more precision, and float64
     draws cost 2.4x more. The numbers are ``jax.random.normal``'s, with its hash unrolled
-    (``dyncore._rng``): the random numbers dominate the cost of a chain step."""
-    return _rng.normal(key, shape[0], dtype)
+    (``dyncore.prng``): the random numbers dominate the cost of a chain step."""
+    return prng.normal(key, shape[0], dtype)
 
 
 def noisy_grad(grad: Callable[[Params], Params], sigma, *, tangent: bool = True) -> GradFn:
@@ -151,7 +151,7 @@ def great_circle_grad(x: jax.Array) -> jax.Array:
 # Up to this many columns a matrix-vector product is written as a sum of scaled columns:
 # elementwise work that XLA fuses into the chain's step. A matrix product in a vmapped chain goes to a
 # library kernel on the CPU instead, and a loop that calls one is never compiled whole
-# (``dyncore._xla``); measured for 2 x 40 chains of 1200 steps in 10-D: 36 against 15 ms.
+# (``dyncore.xla_setup``); measured for 2 x 40 chains of 1200 steps in 10-D: 36 against 15 ms.
 _FEW_COLUMNS = 16
 
 
@@ -324,10 +324,6 @@ class ChainRecord(NamedTuple):
         return self.x / jnp.linalg.norm(self.x, axis=-1, keepdims=True)
 
 
-def _flat(tree) -> jax.Array:
-    return ravel_pytree(tree)[0]
-
-
 def _has_direction(v: jax.Array) -> jax.Array:
     """Whether ``v / ||v||`` is defined and finite: ``||v||^2`` is positive and finite."""
     sq = jnp.sum(v**2)
@@ -336,21 +332,21 @@ def _has_direction(v: jax.Array) -> jax.Array:
 
 def sgd_chains(
     grad_fn: GradFn,
-    x0: Params,
+    theta0: Params,
     n_steps: int,
-    eta,
-    lam,
-    beta=0.0,
     *,
+    eta,
+    beta=0.0,
+    rho=None,
+    eps=1e-16,
+    lam,
     key: jax.Array,
     n_chains: int,
     every: int = 1,
-    rho=None,
-    eps=1e-16,
     part: Callable[[Params], Params] | None = None,
     max_norm: float = 1e8,
 ) -> ChainRecord:
-    r"""Run ``n_chains`` independent chains of SGD with weight decay from ``x0``; record every ``every`` steps.
+    r"""Run ``n_chains`` independent chains of SGD with weight decay from ``theta0``; record every ``every`` steps.
 
     Each chain is the paper's Eq. (1) (with ``beta = 0``),
 
@@ -358,17 +354,17 @@ def sgd_chains(
 
     with ``g = grad_fn`` and a fresh key :math:`\kappa_k` per step. With ``beta > 0`` it is heavy ball
     with coupled decay (:func:`dyncore.optimizers.heavy_ball`, PyTorch's SGD); with ``rho`` given it is
-    AdamW (:func:`dyncore.adaptive.adamw` with :math:`\beta_1 = \beta`, :math:`\beta_2 = \rho`). Chain
+    AdamW (:func:`dyncore.optimizers.adamw` with :math:`\beta_1 = \beta`, :math:`\beta_2 = \rho`). Chain
     :math:`i` uses the key ``split(key, n_chains)[i]`` and step :math:`k` the key ``fold_in`` of it with
     :math:`k`: no two chains share noise, and the result is the same for any ``every``. The chains
-    are ``vmap``-ed and the steps run in a ``lax.scan``; hyper-parameters may be traced (no
-    recompilation for new values inside a jitted caller), ``n_steps``, ``every`` and ``n_chains`` are
-    static.
+    are :func:`dyncore.runner.run_chains` with an :class:`~dyncore.runner.Observer` that accumulates the
+    angle at every step; hyper-parameters may be traced (no recompilation for new values inside a
+    jitted caller), ``n_steps``, ``every`` and ``n_chains`` are static.
 
     Args:
       grad_fn: stochastic gradient ``grad_fn(x, key)`` (:func:`noisy_grad`,
         :func:`anisotropic_noise_grad`, :func:`dyncore.problems.minibatch_grad`).
-      x0: the common starting point (a pytree).
+      theta0: the common starting point (a pytree).
       n_steps: number of steps, a multiple of ``every``.
       eta: learning rate :math:`\eta > 0`.
       lam: weight decay :math:`\lambda \ge 0`.
@@ -397,55 +393,44 @@ def sgd_chains(
     if not max_norm > 0:
         raise ValueError(f"max_norm must be > 0, got {max_norm}")
     part = (lambda p: p) if part is None else part
-    opt = heavy_ball(eta, beta, lam) if rho is None else adamw(eta, beta, rho, eps, lam)
-    x0 = jax.tree_util.tree_map(_float, x0)
+    if rho is None:
+        opt = heavy_ball(eta, beta=beta, lam=lam)
+    else:
+        opt = adamw(eta, beta=beta, rho=rho, eps=eps, lam=lam)
+    theta0 = jax.tree_util.tree_map(_float, theta0)
 
-    def one_chain(chain_key):
-        def step(carry, k):
-            params, state, theta, div, _ = carry
-            g = grad_fn(params, _rng.fold_in(chain_key, k))  # = jax.random.fold_in
-            updates, new_state = opt.update(g, state, params)
-            new = optax.apply_updates(params, updates)
-            a, b = _flat(part(params)), _flat(part(new))
-            dtheta = jnp.arctan2(a[0] * b[1] - a[1] * b[0], a[0] * b[0] + a[1] * b[1])
-            # an observed part that is zero (or overflows) has no direction; a was checked as b one
-            # step earlier, so the chord of a recorded step (in `block`) is always finite
-            bad = ~_tree_ok(new, max_norm) | ~_has_direction(b)
-            div = jnp.where((div < 0) & bad, k + 1, div)
-            keep = div >= 0
+    def observed(params):
+        return flat(part(params))
 
-            def pick(new_leaf, old_leaf):
-                return jnp.where(keep, old_leaf, new_leaf)
+    def init(params):
+        a = observed(params)
+        return jnp.arctan2(a[1], a[0]), a  # the unwrapped angle, and the observed part before the last step
 
-            params = jax.tree_util.tree_map(pick, new, params)
-            state = jax.tree_util.tree_map(pick, new_state, state)
-            theta = theta + jnp.where(keep, 0.0, dtheta)
-            return (params, state, theta, div, a), None
+    def update(state, params, new, grad):
+        theta, _ = state
+        a, b = observed(params), observed(new)
+        dtheta = jnp.arctan2(a[0] * b[1] - a[1] * b[0], a[0] * b[0] + a[1] * b[1])
+        return theta + dtheta, a
 
-        def block(carry, r):
-            # one scan over the block's steps: the step is traced and compiled once (a separate last
-            # step that measured the angle doubled the compile time of every chain figure)
-            carry, _ = jax.lax.scan(step, carry, r * every + jnp.arange(every))
-            params, _, theta, div, prev = carry  # prev: the observed part before the last step
-            cur = _flat(part(params))
-            chord = jnp.linalg.norm(cur / jnp.linalg.norm(cur) - prev / jnp.linalg.norm(prev))
-            delta = jnp.where(div >= 0, 0.0, 2 * jnp.arcsin(jnp.minimum(chord / 2, 1.0)))
-            return carry, (cur, theta, delta)
-
-        first = _flat(part(x0))
-        theta0 = jnp.arctan2(first[1], first[0])
-        div0 = jnp.where(_tree_ok(x0, max_norm) & _has_direction(first), -1, 0)
-        init = (x0, opt.init(x0), theta0, div0, first)
-        carry, (xs, thetas, deltas) = jax.lax.scan(block, init, jnp.arange(n_steps // every))
-        return (
-            jnp.concatenate([first[None], xs]),
-            jnp.concatenate([theta0[None], thetas]),
-            jnp.concatenate([jnp.zeros_like(theta0)[None], deltas]),
-            carry[3],
-        )
-
-    xs, thetas, deltas, div = jax.vmap(one_chain)(jax.random.split(key, n_chains))
+    # an observed part that is zero (or overflows) has no direction: the chain counts as diverged,
+    # so the chord of every recorded step is finite
+    angle = Observer(init, update, valid=lambda params: _has_direction(observed(params)))
+    traj = run_chains(
+        opt, None, theta0, n_steps, grad_fn=grad_fn, key=key, n_chains=n_chains, max_norm=max_norm,
+        every=every, observe=angle,
+    )
+    thetas, prev = traj.observed
+    xs = jax.vmap(jax.vmap(observed))(traj.params)
     steps = jnp.arange(0, n_steps + 1, every)
+
+    def unit(v):
+        return v / jnp.linalg.norm(v, axis=-1, keepdims=True)
+
+    chord = jnp.linalg.norm(unit(xs[:, 1:]) - unit(prev[:, 1:]), axis=-1)
+    frozen = (traj.diverged_at[:, None] >= 0) & (traj.diverged_at[:, None] <= steps[None, 1:])
+    deltas = jnp.where(frozen, 0.0, 2 * jnp.arcsin(jnp.minimum(chord / 2, 1.0)))
+    deltas = jnp.concatenate([jnp.zeros_like(deltas[:, :1]), deltas], axis=1)
+    div = traj.diverged_at
     return ChainRecord(steps, xs, thetas, deltas, div)
 
 
@@ -598,120 +583,6 @@ def first_passage(
 
 
 # ------------------------------------------------------------------------------------ theory
-def _safe_expm1_ratio(x):
-    """(e^x − 1)/x, equal to 1 at x = 0, differentiable everywhere."""
-    safe = jnp.where(x == 0, 1.0, x)
-    return jnp.where(x == 0, 1.0 + x / 2, jnp.expm1(safe) / safe)
-
-
-def _one_minus_exp_ratio(x):
-    """(1 − e^{−x})/x, equal to 1 at x = 0."""
-    safe = jnp.where(x == 0, 1.0, x)
-    return jnp.where(x == 0, 1.0 - x / 2, -jnp.expm1(-safe) / safe)
-
-
-def _validated(eta, lam, c2, r0, beta):
-    r"""Check the arguments of the norm law and the clock; return ``(eta / (1 - beta), lam, c2, r0)``.
-
-    Momentum enters these formulas only through the effective learning rate :math:`\eta/(1-\beta)`.
-    """
-    check_hparams(eta=eta, lam=lam, beta=beta)
-    check_positive("c2", c2)
-    check_positive("r0", r0)
-    eta, lam, c2, r0, beta = (_float(v) for v in (eta, lam, c2, r0, beta))
-    return eta / (1 - beta), lam, c2, r0
-
-
-def sde_norm4(k: ArrayLike, eta, lam, c2=1.0, r0=1.0, beta=0.0) -> jax.Array:
-    r"""The norm law of the paper's Eq. (10): :math:`\|X\|^4` after :math:`k` steps of the SDE (3).
-
-    For a scale-invariant loss with :math:`\operatorname{tr}\Sigma(x) = C/\|x\|^2` the SDE's norm is
-    deterministic:
-
-    .. math:: \|X(k)\|^4 = \frac{\eta C}{2\lambda} + e^{-4\eta\lambda k}\Big(r_0^4 - \frac{\eta C}{2\lambda}\Big)
-              \;\xrightarrow{\ \lambda \to 0\ }\; r_0^4 + 2\eta^2 C k .
-
-    The paper prints the equilibrium in Sec. 7 as :math:`(\lambda/\eta)^{1/4}`: the exponent's sign is
-    wrong, it is :math:`\|X\|_\infty = (\eta C/2\lambda)^{1/4}`. SGD's discrete equilibrium is larger by
-    :math:`O(\sqrt{\eta\lambda})` (see the chapter). With momentum (an extension, derived and
-    checked numerically for white noise) replace :math:`\eta` by :math:`\eta/(1-\beta)`.
-
-    Args:
-      k: step counts.
-      eta, lam, beta: hyper-parameters (``lam = 0`` gives the no-decay growth).
-      c2: :math:`C = \operatorname{tr}\Sigma` on the unit sphere, :math:`> 0`.
-      r0: initial norm :math:`> 0`.
-
-    Returns:
-      :math:`\|X(k)\|^4`.
-
-    Raises:
-      ValueError: for invalid hyper-parameters, ``c2 <= 0`` or ``r0 <= 0``.
-    """
-    e, lam, c2, r0 = _validated(eta, lam, c2, r0, beta)
-    k = _float(k)
-    x = 4 * e * lam * k
-    # r0⁴ e^{-x} + (ηC/2λ)(1 − e^{-x}), written so that λ = 0 is the limit r0⁴ + 2η²Ck
-    return r0**4 * jnp.exp(-x) + 2 * e**2 * c2 * k * _one_minus_exp_ratio(x)
-
-
-def clock(k: ArrayLike, eta, lam, c2=1.0, r0=1.0, beta=0.0) -> jax.Array:
-    r"""The paper's clock :math:`\tau_{\eta,\lambda}` (Eq. (12)): the limiting time reached after :math:`k` steps.
-
-    .. math:: \tau(k) = \int_0^k \frac{\eta^2 C}{\|X(s)\|^4}\,ds
-              = \frac12\ln\Big(1 + A\big(e^{4\eta\lambda k} - 1\big)\Big), \qquad A = \frac{\eta C}{2\lambda r_0^4},
-
-    with :math:`\|X\|^4` from :func:`sde_norm4`. For :math:`C = r_0 = 1` this is Eq. (12) verbatim; the
-    general :math:`C, r_0` is the paper's Remark 4.2. It ticks :math:`\eta^2C/r_0^4` per step at first
-    and :math:`2\eta\lambda` per step once the norm has equilibrated; without weight decay,
-    :math:`\tau(k) = \tfrac12\ln(1 + 2\eta^2Ck/r_0^4)` grows only logarithmically. On a manifold of
-    dimension :math:`D-1` inside the sphere with isotropic tangent noise (the great circle), the angle
-    variance is :math:`\tau(k)/(D-1)`.
-
-    Args:
-      k: step counts.
-      eta, lam, beta: hyper-parameters (``lam = 0`` allowed; ``beta`` replaces :math:`\eta` by
-        :math:`\eta/(1-\beta)`, an extension).
-      c2: :math:`C > 0`.
-      r0: initial norm :math:`> 0`.
-
-    Returns:
-      :math:`\tau(k)`.
-
-    Raises:
-      ValueError: for invalid hyper-parameters, ``c2 <= 0`` or ``r0 <= 0``.
-    """
-    e, lam, c2, r0 = _validated(eta, lam, c2, r0, beta)
-    k = _float(k)
-    x = 4 * e * lam * k
-    # A (e^x − 1) = (2η²Ck / r0⁴) (e^x − 1)/x, finite at λ = 0
-    return 0.5 * jnp.log1p(2 * e**2 * c2 * k / r0**4 * _safe_expm1_ratio(x))
-
-
-def clock_inverse(T: ArrayLike, eta, lam, c2=1.0, r0=1.0, beta=0.0) -> jax.Array:
-    r"""Steps needed to reach limiting time :math:`T`: the inverse of :func:`clock`.
-
-    .. math:: \tau^{-1}(T) = \frac{\ln\big(1 + (e^{2T}-1)/A\big)}{4\eta\lambda}
-              \approx \frac{\ln(2\lambda r_0^4/(\eta C)) + 2T}{4\eta\lambda},
-
-    the paper's Theorem 5.5 (with :math:`C = r_0 = 1`): a log phase for the norm plus
-    :math:`T/(2\eta\lambda)` steps of mixing. (The abstract's :math:`\ln(1 + T\lambda/\eta)/(4\eta\lambda)`
-    is not this function of the same :math:`T`.) At :math:`\lambda = 0` it is
-    :math:`r_0^4(e^{2T}-1)/(2\eta^2C)`: exponentially many steps in :math:`T`.
-
-    Raises:
-      ValueError: for invalid hyper-parameters, ``c2 <= 0``, ``r0 <= 0`` or a negative ``T``.
-    """
-    e, lam, c2, r0 = _validated(eta, lam, c2, r0, beta)
-    check_positive("T", T, allow_zero=True)
-    T = _float(T)
-    a_inv = 2 * lam * r0**4 / (e * c2)  # 1/A
-    y = jnp.expm1(2 * T)
-    with_wd = jnp.log1p(y * a_inv) / (4 * e * jnp.where(lam == 0, 1.0, lam))
-    no_wd = r0**4 * y / (2 * e**2 * c2)
-    return jnp.where(lam == 0, no_wd, with_wd)
-
-
 def stationary_cos2(kappa, power=1.0, n_grid: int = 4096) -> jax.Array:
     r""":math:`\mathbb E_\pi\cos 2\theta` for the law :math:`\pi(\theta) \propto (1 + \kappa\cos 2\theta)^{-p}` on the circle.
 

@@ -17,14 +17,14 @@ objects, in the paper's order:
 * **Noether's learning dynamics** (NLD, their Eq. (11)) for any metric (:func:`nld_terms`) and its
   exact discrete counterparts for GD and heavy ball (:func:`gd_charge_step`,
   :func:`discrete_charges`, :func:`discrete_nld`);
-* **normalization as adaptive optimization**: the norm law (their Eq. (17), :func:`norm_law`), the
-  equilibrium angular update :math:`\sqrt{2\eta\lambda/(1+\beta)}` (:func:`equilibrium_angle`) and the
-  exact map to a scalar RMSProp on the sphere with :math:`\rho = (1-\eta\lambda)^4`
-  (:func:`rmsprop_mapping`, :func:`sphere_rmsprop`).
+* **normalization as adaptive optimization** (the norm law, the equilibrium angular update and the
+  exact map to a scalar RMSProp on the sphere) lives with the other results on scale-invariant
+  layers, in :mod:`dyncore.scale_invariance`.
 
 Symbols: the paper's weight decay :math:`k` is :math:`\lambda` here (``lam``); its :math:`\lambda(t)` is a
 Lagrange multiplier that no function needs. Time is :math:`t = n\eta`. Weight decay is *coupled*
-(``dc.heavy_ball(eta, beta, lam)``) unless a docstring says otherwise.
+(``dc.heavy_ball(eta, beta=beta, lam=lam)``) unless a docstring says otherwise. Hyper-parameters
+are keyword-only.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from .trees import tmap, vdot
 from .validation import check_hparams, check_positive_int, is_concrete
 
 __all__ = [
@@ -63,29 +64,13 @@ __all__ = [
     "charge_rate",
     "TranslationRates",
     "translation_rates",
-    "equilibrium_angle",
-    "equilibrium_norm4",
-    "norm_law",
-    "coherence",
-    "RMSPropNorm",
-    "rmsprop_mapping",
-    "SphereRun",
-    "sphere_rmsprop",
-    "rescaled_hparams",
-    "with_momentum",
 ]
 
 Params = Any
 Loss = Callable[[Params], jax.Array]
 Field = Callable[[Params], Params]
 
-_tmap = jax.tree_util.tree_map
-
-
-def _vdot(a: Params, b: Params) -> jax.Array:
-    """Euclidean inner product of two pytrees with the same structure."""
-    la, lb = jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)
-    return sum(jnp.sum(x * y) for x, y in zip(la, lb))
+_tmap = tmap
 
 
 def _s0() -> tuple[jax.Array, jax.Array]:
@@ -133,7 +118,7 @@ def translation_symmetry(direction: Params) -> Symmetry:
     return Symmetry(
         "translation",
         lambda q, s: _tmap(lambda x, d: x + s * d, q, n),
-        lambda q: _vdot(q, n),
+        lambda q: vdot(q, n),
     )
 
 
@@ -142,7 +127,7 @@ def scale_symmetry() -> Symmetry:
 
     Filters followed by a normalization layer (batch, layer or group norm) have it.
     """
-    return Symmetry("scale", lambda q, s: _tmap(lambda x: (1 + s) * x, q), lambda q: _vdot(q, q))
+    return Symmetry("scale", lambda q, s: _tmap(lambda x: (1 + s) * x, q), lambda q: vdot(q, q))
 
 
 def rescale_symmetry(signs: Params) -> Symmetry:
@@ -161,7 +146,7 @@ def rescale_symmetry(signs: Params) -> Symmetry:
     return Symmetry(
         "rescale",
         lambda q, s: _tmap(lambda x, e: x * (1 + s) ** e, q, sg),
-        lambda q: _vdot(q, _tmap(lambda x, e: e * x, q, sg)),
+        lambda q: vdot(q, _tmap(lambda x, e: e * x, q, sg)),
     )
 
 
@@ -205,7 +190,7 @@ def euclidean_kinetic(m) -> Callable[[Params, Params], jax.Array]:
     Eq. (6) of Tanaka & Kunin (2021) with :math:`m = e^{-\\alpha_t}`.
     For heavy ball :math:`m = \\eta(1+\\beta)/2` (:func:`mass_damping`).
     """
-    return lambda q, qdot: 0.5 * m * _vdot(qdot, qdot)
+    return lambda q, qdot: 0.5 * m * vdot(qdot, qdot)
 
 
 def bregman_kinetic(h: Callable[[Params], jax.Array], alpha) -> Callable[[Params, Params], jax.Array]:
@@ -225,7 +210,7 @@ def bregman_kinetic(h: Callable[[Params], jax.Array], alpha) -> Callable[[Params
     def T(q, qdot):
         step = _tmap(lambda v: jnp.exp(-alpha) * v, qdot)
         y = _tmap(jnp.add, q, step)
-        return jnp.exp(alpha) * (h(y) - h(q) - _vdot(grad_h(q), step))
+        return jnp.exp(alpha) * (h(y) - h(q) - vdot(grad_h(q), step))
 
     return T
 
@@ -268,7 +253,7 @@ def noether_charge(sym: Symmetry, q: Params, qdot: Params, *, alpha=0.0, h=None)
     Euclidean (``h=None``) with :math:`e^{-\\alpha} = m`, it is :math:`m\\langle\\dot q, \\xi(q)\\rangle`, e.g.
     :math:`\\tfrac m2\\,\\partial_t\\|q\\|^2` for scale symmetry.
     """
-    return _vdot(bregman_momentum(h, q, qdot, alpha), sym.generator(q))
+    return vdot(bregman_momentum(h, q, qdot, alpha), sym.generator(q))
 
 
 class NLDTerms(NamedTuple):
@@ -335,14 +320,14 @@ def nld_terms(
     check_hparams(lam=lam)
     delta = bregman_momentum(h, q, qdot, alpha)
     xi, dxi = jax.jvp(sym.generator, (q,), (qdot,))
-    charge = _vdot(delta, xi)
+    charge = vdot(delta, xi)
     if h is None:
         metric = jnp.zeros_like(charge)
     else:
         hess_qdot = jax.jvp(jax.grad(h), (q,), (qdot,))[1]
-        metric = jnp.exp(alpha) * _vdot(_tmap(lambda d, v: d - jnp.exp(-alpha) * v, delta, hess_qdot), xi)
-    wd = -jnp.exp(alpha + beta_t) * lam * _vdot(q, xi)
-    return NLDTerms(charge, gamma_dot * charge, _vdot(delta, dxi), metric, wd)
+        metric = jnp.exp(alpha) * vdot(_tmap(lambda d, v: d - jnp.exp(-alpha) * v, delta, hess_qdot), xi)
+    wd = -jnp.exp(alpha + beta_t) * lam * vdot(q, xi)
+    return NLDTerms(charge, gamma_dot * charge, vdot(delta, dxi), metric, wd)
 
 
 def bregman_field(
@@ -375,7 +360,7 @@ def bregman_field(
       lam: weight decay in the potential.
 
     Returns:
-      ``field((q, z)) -> (qdot, zdot)``, ready for :func:`dyncore.flows.integrate`.
+      ``field((q, z)) -> (qdot, zdot)``, ready for :func:`dyncore.integration.integrate`.
     """
     check_hparams(lam=lam)
     grad_h, grad_f = jax.grad(h), jax.grad(loss)
@@ -396,7 +381,7 @@ def bregman_field(
 
 
 # ------------------------------------------------------------------------ heavy ball as a particle
-def mass_damping(eta, beta) -> tuple[Any, Any]:
+def mass_damping(*, eta, beta) -> tuple[Any, Any]:
     """Mass :math:`m = \\tfrac\\eta2(1+\\beta)` and damping :math:`\\mu = 1-\\beta` of heavy ball (Eq. (3)).
 
     Raises:
@@ -406,7 +391,7 @@ def mass_damping(eta, beta) -> tuple[Any, Any]:
     return 0.5 * eta * (1 + beta), 1 - beta
 
 
-def damped_particle_field(loss: Loss, eta, beta, lam=0.0) -> Field:
+def damped_particle_field(loss: Loss, *, eta, beta, lam=0.0) -> Field:
     """Eq. (3) of Tanaka & Kunin (2021) as a first-order field on :math:`(q, v)`:
 
     .. math:: \\dot q = v, \\qquad \\dot v = -\\frac{\\mu v + \\nabla f(q) + \\lambda q}{m},
@@ -419,7 +404,7 @@ def damped_particle_field(loss: Loss, eta, beta, lam=0.0) -> Field:
       ValueError: if ``eta <= 0``, ``lam < 0`` or ``beta`` is not in ``[0, 1)``.
     """
     check_hparams(lam=lam)
-    m, mu = mass_damping(eta, beta)
+    m, mu = mass_damping(eta=eta, beta=beta)
     grad = jax.grad(loss)
 
     def field(state):
@@ -430,7 +415,7 @@ def damped_particle_field(loss: Loss, eta, beta, lam=0.0) -> Field:
     return field
 
 
-def momentum_flow_field(loss: Loss, beta, lam=0.0) -> Field:
+def momentum_flow_field(loss: Loss, *, beta, lam=0.0) -> Field:
     """The massless limit of Eq. (3), :math:`\\dot q = -(\\nabla f(q) + \\lambda q)/(1-\\beta)`: first order in :math:`\\eta`.
 
     Raises:
@@ -441,7 +426,7 @@ def momentum_flow_field(loss: Loss, beta, lam=0.0) -> Field:
     return lambda q: _tmap(lambda g, x: -(g + lam * x) / (1 - beta), grad(q), q)
 
 
-def matched_velocity(loss: Loss, q0: Params, beta, lam=0.0) -> Params:
+def matched_velocity(loss: Loss, theta0: Params, *, beta, lam=0.0) -> Params:
     """The initial velocity for which Eq. (3) tracks heavy ball started at rest to :math:`O(\\eta^2)`:
 
     .. math:: \\dot q(0) = -\\frac{\\nabla f(q_0) + \\lambda q_0}{1+\\beta} .
@@ -451,11 +436,11 @@ def matched_velocity(loss: Loss, q0: Params, beta, lam=0.0) -> Params:
     :math:`O(\\eta)` error.
     """
     check_hparams(beta=beta, lam=lam)
-    return _tmap(lambda g, x: -(g + lam * x) / (1 + beta), jax.grad(loss)(q0), q0)
+    return _tmap(lambda g, x: -(g + lam * x) / (1 + beta), jax.grad(loss)(theta0), theta0)
 
 
 # ------------------------------------------------------------------------------ discrete charges
-def gd_charge_step(sym: Symmetry, value, grad: Params, eta, lam=0.0) -> jax.Array:
+def gd_charge_step(sym: Symmetry, value, grad: Params, *, eta, lam=0.0) -> jax.Array:
     """The conserved quantity after one GD step :math:`q' = q - \\eta(\\nabla f(q) + \\lambda q)`, exactly.
 
     For a loss with the symmetry (so :math:`\\langle\\nabla f, \\xi\\rangle = 0`):
@@ -512,12 +497,12 @@ def discrete_charges(sym: Symmetry, path: Params) -> DiscreteCharges:
 
     def one(qn, dn):
         xi, dxi = jax.jvp(sym.generator, (qn,), (dn,))
-        return _vdot(dn, xi), _vdot(dn, dxi), _vdot(qn, xi)
+        return vdot(dn, xi), vdot(dn, dxi), vdot(qn, xi)
 
     return DiscreteCharges(*jax.vmap(one)(q, d))
 
 
-def discrete_nld(J_prev, K_prev, W, eta, beta, lam=0.0):
+def discrete_nld(J_prev, K_prev, W, *, eta, beta, lam=0.0):
     """Noether's learning dynamics of heavy ball, exactly, one step (an affine generator :math:`\\xi`):
 
     .. math:: J_n = \\beta\\,(J_{n-1} + K_{n-1}) - \\eta\\lambda\\, W_n .
@@ -542,7 +527,7 @@ def discrete_nld(J_prev, K_prev, W, eta, beta, lam=0.0):
     return beta * (J_prev + K_prev) - eta * lam * W
 
 
-def charge_rate(sym: Symmetry, q: Params, grad: Params, eta, beta=0.0, lam=0.0) -> jax.Array:
+def charge_rate(sym: Symmetry, q: Params, grad: Params, *, eta, beta=0.0, lam=0.0) -> jax.Array:
     """Leading-order NLD for the conserved quantity :math:`I` of ``sym``, per unit time :math:`t = n\\eta`:
 
     .. math:: \\dot I \\approx -\\frac{2\\lambda}{\\mu} I + \\frac{2m}{\\mu^3}\\langle\\nabla f, S\\nabla f\\rangle
@@ -557,7 +542,7 @@ def charge_rate(sym: Symmetry, q: Params, grad: Params, eta, beta=0.0, lam=0.0) 
     Raises:
       ValueError: for a rotation or invalid hyper-parameters.
     """
-    m, mu = mass_damping(eta, beta)
+    m, mu = mass_damping(eta=eta, beta=beta)
     check_hparams(lam=lam)
     if sym.conserved is None:
         raise ValueError(f"charge_rate needs a symmetry with a conserved quantity, got {sym.name!r}")
@@ -581,7 +566,7 @@ class TranslationRates(NamedTuple):
     gradient_flow: jax.Array
 
 
-def translation_rates(eta, beta, lam) -> TranslationRates:
+def translation_rates(*, eta, beta, lam) -> TranslationRates:
     """Exact and modelled per-step decay rates of :math:`C_n = \\langle q_n, n\\rangle` (translation symmetry).
 
     Heavy ball gives :math:`C_{n+1} = (1+\\beta-\\eta\\lambda)C_n - \\beta C_{n-1}` exactly, whose slow mode
@@ -593,7 +578,7 @@ def translation_rates(eta, beta, lam) -> TranslationRates:
     Raises:
       ValueError: for invalid hyper-parameters.
     """
-    m, mu = mass_damping(eta, beta)
+    m, mu = mass_damping(eta=eta, beta=beta)
     check_hparams(lam=lam)
     x = eta * lam
     b = mu + x  # w = 1 - z solves w^2 - (1 - beta + x) w + x = 0; take the small root stably
@@ -601,223 +586,3 @@ def translation_rates(eta, beta, lam) -> TranslationRates:
     exact = -jnp.log1p(-w)
     eq3 = eta * 2 * lam / (mu + jnp.sqrt(mu**2 - 4 * m * lam))
     return TranslationRates(exact, eq3, x / mu)
-
-
-# ------------------------------------------------------------------- normalization and adaptivity
-def equilibrium_angle(eta, lam, beta=0.0):
-    """Equilibrium angular update per step of a scale-invariant filter: :math:`\\sqrt{2\\eta\\lambda/(1+\\beta)}`.
-
-    SI C.2 of Tanaka & Kunin (2021) (after Wan et al.). Exact in any stationary state in the sense
-    :math:`\\overline{\\|q_{n+1} - q_n\\|^2} = \\tfrac{2\\eta\\lambda}{1+\\beta}\\overline{\\|q_n\\|^2}` (from
-    :func:`discrete_nld` with :math:`S = I`), whatever the gradients: full batch, noisy or oscillating.
-
-    Raises:
-      ValueError: for invalid hyper-parameters.
-    """
-    check_hparams(eta=eta, lam=lam, beta=beta)
-    return jnp.sqrt(2 * eta * lam / (1 + beta))
-
-
-def equilibrium_norm4(eta, lam, grad2, beta=0.0, *, coherent: bool = True):
-    """Equilibrium :math:`r_*^4 = \\|q\\|^4` of a scale-invariant filter under heavy ball with weight decay.
-
-    .. math:: r_*^4 = \\frac{\\eta(1+\\beta)\\,g^2}{2\\lambda(1-\\beta)^2} \\ \\text{(coherent; SI C.2)},
-              \\qquad r_*^4 = \\frac{\\eta\\, g^2}{2\\lambda(1-\\beta)} \\ \\text{(uncorrelated gradients)},
-
-    with :math:`g^2 = \\|\\nabla f(\\hat q)\\|^2`, the gradient at the unit vector. The paper's coherent
-    formula assumes the velocity is the accumulated gradient, :math:`\\|\\dot q\\| = g/(\\mu r)`; with
-    gradients that decorrelate from step to step it overestimates :math:`r_*^4` by
-    :math:`(1+\\beta)/(1-\\beta)` (19 at :math:`\\beta = 0.9`). Leading order in :math:`\\eta\\lambda`; the
-    exact heavy-ball value for the angle toy is ``dyncore.norm_equilibrium(..., model="gd")``.
-
-    Raises:
-      ValueError: for invalid hyper-parameters.
-    """
-    check_hparams(eta=eta, lam=lam, beta=beta)
-    if coherent:
-        return eta * (1 + beta) * grad2 / (2 * lam * (1 - beta) ** 2)
-    return eta * grad2 / (2 * lam * (1 - beta))
-
-
-def norm_law(grad2: jax.Array, r0_sq, eta, lam, beta=0.0) -> jax.Array:
-    """The norm law, Eq. (17) of Tanaka & Kunin (2021), along a run: :math:`r^2(t)` from the gradient norms.
-
-    .. math:: r^4(t) = e^{-\\frac{4\\lambda}{1-\\beta}t}\\, r^4(0)
-              + \\frac{2\\eta(1+\\beta)}{(1-\\beta)^3}\\int_0^t e^{-\\frac{4\\lambda}{1-\\beta}(t-\\tau)}\\,\\|\\nabla f(\\hat q(\\tau))\\|^2\\, d\\tau ,
-
-    with :math:`t = n\\eta`, integrated exactly for :math:`\\|\\nabla f(\\hat q)\\|^2` constant over each step.
-    It is the solution of the quasi-static Eq. (16); exact for no model, accurate for
-    :math:`\\beta = 0`, and for :math:`\\beta > 0` only when the gradients stay coherent over about
-    :math:`1/(1-\\beta)` steps (see :func:`coherence`).
-
-    Args:
-      grad2: ``(N, ...)`` values of :math:`\\|\\nabla f(\\hat q_n)\\|^2 = r_n^2\\|\\nabla f(q_n)\\|^2` for steps
-        ``n = 0 .. N-1`` (trailing axes: independent filters).
-      r0_sq: :math:`r^2(0)` (broadcast against ``grad2[0]``).
-      eta, lam, beta: hyper-parameters.
-
-    Returns:
-      ``(N + 1, ...)`` predicted :math:`r_n^2`.
-    """
-    check_hparams(eta=eta, lam=lam, beta=beta)
-    grad2 = jnp.asarray(grad2)
-    x = 4 * lam * eta / (1 - beta)  # decay of r^4 per step
-    safe = jnp.where(x > 0, x, 1.0)
-    gain = 2 * eta * (1 + beta) / (1 - beta) ** 3 * eta * jnp.where(x > 0, -jnp.expm1(-safe) / safe, 1.0)
-    decay = jnp.exp(-x)
-
-    def step(r4, g2):
-        r4 = decay * r4 + gain * g2
-        return r4, r4
-
-    r4_0 = jnp.broadcast_to(jnp.asarray(r0_sq, grad2.dtype) ** 2, grad2.shape[1:])
-    _, r4 = jax.lax.scan(step, r4_0, grad2)
-    return jnp.sqrt(jnp.concatenate([r4_0[None], r4]))
-
-
-def coherence(step2: jax.Array, grad2: jax.Array, eta, beta) -> jax.Array:
-    """Coherence of the steps with the gradients, as assumed by the norm law (Eq. (16)):
-
-    .. math:: \\kappa = \\frac{(1-\\beta)^2\\,\\overline{\\|q_{n+1} - q_n\\|^2}}{\\eta^2\\,\\overline{\\|\\nabla f(q_n)\\|^2}} .
-
-    Eq. (16) assumes :math:`\\kappa = 1` (the velocity is the accumulated gradient). Uncorrelated
-    gradients give :math:`\\kappa = (1-\\beta)/(1+\\beta)`, a period-2 oscillation
-    :math:`(1-\\beta)^2/(1+\\beta)^2`; for :math:`\\beta = 0` and no weight decay, :math:`\\kappa = 1` always.
-    In a stationary state :func:`equilibrium_angle` turns this into :math:`r^4 \\approx \\kappa\\, r^4_{(17)}`:
-    the norm law overestimates :math:`r^4` by :math:`1/\\kappa`.
-
-    Args:
-      step2: ``(N, ...)`` squared steps :math:`\\|q_{n+1} - q_n\\|^2` over a window (trailing axes: filters).
-      grad2: ``(N, ...)`` squared gradients :math:`\\|\\nabla f(q_n)\\|^2` (of the loss, without weight
-        decay; the minibatch gradient of each step for SGD).
-      eta, beta: learning rate and momentum.
-
-    Returns:
-      :math:`\\kappa` with the trailing shape; means are over axis 0.
-
-    Raises:
-      ValueError: for invalid ``eta`` or ``beta``.
-    """
-    check_hparams(eta=eta, beta=beta)
-    return (1 - beta) ** 2 * jnp.mean(step2, axis=0) / (eta**2 * jnp.mean(grad2, axis=0))
-
-
-class RMSPropNorm(NamedTuple):
-    """Hyper-parameters of the scalar RMSProp on the sphere that GD with weight decay implements.
-
-    Attributes:
-      rho: the discount :math:`\\rho = (1-\\eta\\lambda)^4`.
-      eta: the RMSProp learning rate :math:`\\eta_R = \\sqrt{(1-\\rho)/(2\\rho)}`.
-      G0: the initial accumulator :math:`G_0 = (1-\\rho)\\, r_0^4 / (2\\sqrt\\rho\\,\\eta^2)`.
-    """
-
-    rho: jax.Array
-    eta: jax.Array
-    G0: jax.Array
-
-
-def rmsprop_mapping(eta, lam, r0_sq) -> RMSPropNorm:
-    """Map GD with weight decay on a scale-invariant loss to a scalar RMSProp on the unit sphere.
-
-    For :math:`\\beta = 0`, with :math:`q_n = r_n u_n` and :math:`g_n = \\|\\nabla f(u_n)\\|`, GD gives exactly
-
-    .. math:: u_{n+1} = \\mathrm{normalize}\\Big(u_n - \\frac{\\eta}{(1-\\eta\\lambda)r_n^2}\\nabla f(u_n)\\Big),
-              \\quad r_{n+1}^4 = (1-\\eta\\lambda)^4 r_n^4 + 2(1-\\eta\\lambda)^2\\eta^2 g_n^2 + \\eta^4 g_n^4/r_n^4 .
-
-    Identifying :math:`G_n = \\eta_R^2 (1-\\eta\\lambda)^2 r_n^4/\\eta^2` turns this into
-    :func:`sphere_rmsprop` with the returned :math:`\\rho, \\eta_R, G_0`, up to the last term of
-    :math:`r^4` (relative size :math:`\\eta^2 g^2/(2r^4)`). This makes exact the analogy of Tanaka & Kunin
-    (2021), Eqs. (17)–(18), where :math:`\\rho \\approx 1 - 4\\eta\\lambda` (weight decay sets the
-    discount, not "1 − k").
-
-    Args:
-      eta, lam: GD's learning rate and weight decay.
-      r0_sq: the initial squared norm :math:`r_0^2`.
-    """
-    check_hparams(eta=eta, lam=lam)
-    rho = (1 - eta * lam) ** 4
-    return RMSPropNorm(rho, jnp.sqrt((1 - rho) / (2 * rho)), (1 - rho) * r0_sq**2 / (2 * jnp.sqrt(rho) * eta**2))
-
-
-class SphereRun(NamedTuple):
-    """Output of :func:`sphere_rmsprop`: directions ``u`` ``(N+1, d)`` and accumulators ``G`` ``(N+1,)``."""
-
-    u: jax.Array
-    G: jax.Array
-
-
-def sphere_rmsprop(loss: Loss, u0: jax.Array, n_steps: int, eta, rho, G0) -> SphereRun:
-    """Scalar RMSProp on the unit sphere, in the convention of Tanaka & Kunin (2021):
-
-    .. math:: u_{n+1} = \\mathrm{normalize}\\Big(u_n - \\frac{\\eta}{\\sqrt{G_n}}\\nabla f(u_n)\\Big), \\qquad
-              G_{n+1} = \\rho\\, G_n + (1-\\rho)\\,\\|\\nabla f(u_n)\\|^2 .
-
-    The accumulator is one scalar (the norm of the whole gradient), has no :math:`\\varepsilon` and is
-    used *before* its update: this is not ``optax.rmsprop`` (per coordinate, updated first).
-
-    Args:
-      loss: a loss of a vector ``u``.
-      u0: the starting direction (normalized here).
-      n_steps: number of steps (static).
-      eta, rho, G0: learning rate, discount and initial accumulator (:func:`rmsprop_mapping`).
-
-    Raises:
-      ValueError: for invalid hyper-parameters or step count.
-    """
-    n_steps = check_positive_int("n_steps", n_steps)
-    check_hparams(eta=eta, rho=rho)
-    grad = jax.grad(loss)
-    u0 = jnp.asarray(u0) / jnp.linalg.norm(u0)
-
-    def step(carry, _):
-        u, G = carry
-        g = grad(u)
-        v = u - eta * g / jnp.sqrt(G)
-        new = (v / jnp.linalg.norm(v), rho * G + (1 - rho) * jnp.sum(g**2))
-        return new, new
-
-    G0 = jnp.asarray(G0, u0.dtype)
-    _, (us, Gs) = jax.lax.scan(step, (u0, G0), None, length=n_steps)
-    return SphereRun(jnp.concatenate([u0[None], us]), jnp.concatenate([G0[None], Gs]))
-
-
-def rescaled_hparams(alpha, eta, lam) -> tuple[Any, Any]:
-    """Scaling a scale-invariant filter's initialization by :math:`\\alpha` is a change of :math:`\\eta, \\lambda`:
-
-    .. math:: \\mathrm{HB}(\\alpha q_0;\\, \\eta, \\beta, \\lambda) = \\alpha\\,\\mathrm{HB}(q_0;\\, \\eta/\\alpha^2, \\beta, \\alpha^2\\lambda)
-
-    iterate by iterate (:math:`\\nabla f(\\alpha q) = \\nabla f(q)/\\alpha`). Only :math:`\\eta\\lambda` and
-    :math:`\\beta` are invariant; this explains Fig. 2b of Tanaka & Kunin (2021).
-
-    Returns:
-      ``(eta / alpha**2, alpha**2 * lam)``.
-
-    Raises:
-      ValueError: for ``alpha <= 0`` or invalid hyper-parameters.
-    """
-    check_hparams(eta=eta, lam=lam)
-    if is_concrete(alpha) and not float(alpha) > 0:
-        raise ValueError(f"alpha must be > 0, got {float(alpha):g}")
-    return eta / alpha**2, alpha**2 * lam
-
-
-def with_momentum(optimizer: optax.GradientTransformation, momentum0: Params) -> optax.GradientTransformation:
-    """``optimizer`` whose momentum buffer starts at ``momentum0`` instead of zero.
-
-    Every ``optax.TraceState`` in the initial state gets ``trace = momentum0``; with
-    :func:`dyncore.optimizers.heavy_ball` the first step is then
-    :math:`q_1 = q_0 - \\eta(\\beta b_0 + \\nabla f(q_0) + \\lambda q_0)`. A charge that starts at
-    zero stays zero under some symmetries (rotation), so a non-zero buffer is how to see it decay.
-    """
-    b0 = _tmap(jnp.asarray, momentum0)
-
-    def init(params):
-        state = optimizer.init(params)
-        is_trace = lambda x: isinstance(x, optax.TraceState)  # noqa: E731
-        return jax.tree_util.tree_map(
-            lambda s: s._replace(trace=_tmap(lambda t, b: jnp.asarray(b, t.dtype), s.trace, b0)) if is_trace(s) else s,
-            state,
-            is_leaf=is_trace,
-        )
-
-    return optax.GradientTransformation(init, optimizer.update)

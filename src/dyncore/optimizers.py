@@ -1,4 +1,4 @@
-"""Discrete optimizers with the papers' conventions, and one trajectory runner for all of them.
+"""Every discrete optimizer of the book, as an optax transformation with the papers' conventions.
 
 Every optimizer is an ``optax.GradientTransformation`` built from optax's own pieces; the
 constructors only fix the conventions used in the book:
@@ -17,8 +17,22 @@ constructors only fix the conventions used in the book:
   ``optax.adam(eta, b1=beta, b2=rho, eps=0, eps_root=eps)``. (optax's and PyTorch's default put
   :math:`\\varepsilon` outside the root: ``eps_inside=False``.)
 
-Hyper-parameters may be traced JAX values, so a jitted function of :math:`\\eta, \\lambda, \\ldots`
-that builds its optimizer inside is compiled once and then reused for every slider value.
+* AdamW: decoupled weight decay (:func:`adamw`), an extension of the paper's analysis;
+* DAL: the drift-adjusted learning rate of Rosca et al. (2023) (:func:`dal`, :func:`dal_rate`);
+* the scalar RMSProp on the unit sphere that GD with weight decay implements on a
+  scale-invariant layer (Tanaka & Kunin 2021; :func:`rmsprop_on_sphere`).
+
+Hyper-parameters are keyword-only, except the learning rate, which comes first as in optax.
+They may be traced JAX values, so a jitted function of :math:`\\eta, \\lambda, \\ldots`
+that builds its optimizer inside is compiled once and then reused for every slider value. :func:`dyncore.runner.run` runs any of them.
+
+>>> import jax.numpy as jnp
+>>> import optax
+>>> opt = heavy_ball(0.1, beta=0.9, lam=0.01)
+>>> theta = jnp.array([1.0])
+>>> updates, state = opt.update(jnp.array([2.0]), opt.init(theta), theta)
+>>> round(float(optax.apply_updates(theta, updates)[0]), 6)    # 1 - 0.1 (2 + 0.01)
+0.799
 """
 
 from __future__ import annotations
@@ -27,32 +41,42 @@ from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
-from .validation import check_hparams, check_positive_int
+from .curvature import hvp, with_decay
+from .trees import norm, tmap
+from .validation import check_hparams, is_concrete
 
 __all__ = [
     "gd",
     "heavy_ball",
     "rmsprop",
     "adam",
-    "Trajectory",
-    "DivergenceError",
-    "run",
-    "run_chains",
+    "adamw",
+    "dal",
+    "dal_rate",
+    "scale_by_dal",
+    "ScaleByDalState",
+    "with_momentum",
+    "rmsprop_on_sphere",
+    "RMSPropOnSphereState",
 ]
 
 Params = Any
+Loss = Callable[[Params], jax.Array]
+
+_tmap = tmap
 
 
 def _with_weight_decay(tx: optax.GradientTransformation, lam) -> optax.GradientTransformation:
     return optax.chain(optax.add_decayed_weights(lam), tx)
 
 
-def gd(eta, lam=0.0) -> optax.GradientTransformation:
+def gd(eta, *, lam=0.0) -> optax.GradientTransformation:
     """Gradient descent with weight decay: :math:`\\theta_{k+1} = \\theta_k - \\eta(g_k + \\lambda\\theta_k)`.
 
-    With a stochastic ``grad_fn`` in :func:`run` this is SGD with weight decay.
+    With a stochastic ``grad_fn`` in :func:`dyncore.runner.run` this is SGD with weight decay.
 
     Raises:
       ValueError: if ``eta <= 0`` or ``lam < 0``.
@@ -61,7 +85,7 @@ def gd(eta, lam=0.0) -> optax.GradientTransformation:
     return _with_weight_decay(optax.sgd(eta), lam)
 
 
-def heavy_ball(eta, beta, lam=0.0, *, decoupled: bool = False) -> optax.GradientTransformation:
+def heavy_ball(eta, *, beta, lam=0.0, decoupled: bool = False) -> optax.GradientTransformation:
     """Heavy-ball momentum: :math:`\\theta_{k+1} = \\theta_k - \\eta(g_k + \\lambda\\theta_k) + \\beta(\\theta_k - \\theta_{k-1})`.
 
     With the default *coupled* weight decay, :math:`\\lambda\\theta_k` enters the momentum buffer
@@ -91,7 +115,7 @@ def heavy_ball(eta, beta, lam=0.0, *, decoupled: bool = False) -> optax.Gradient
     return _with_weight_decay(optax.sgd(eta, momentum=beta), lam)
 
 
-def rmsprop(eta, rho, eps=1e-8, lam=0.0, *, eps_inside: bool = True) -> optax.GradientTransformation:
+def rmsprop(eta, *, rho, eps=1e-8, lam=0.0, eps_inside: bool = True) -> optax.GradientTransformation:
     """RMSProp without bias correction, :math:`\\nu_0 = 0` (Cattaneo et al. 2023, Eq. (1)).
 
     .. math:: \\nu_{k+1} = \\rho\\,\\nu_k + (1-\\rho)\\,g_k^{2}, \\qquad
@@ -109,7 +133,7 @@ def rmsprop(eta, rho, eps=1e-8, lam=0.0, *, eps_inside: bool = True) -> optax.Gr
     return _with_weight_decay(optax.rmsprop(eta, decay=rho, eps=eps, eps_in_sqrt=eps_inside), lam)
 
 
-def adam(eta, beta, rho, eps=1e-8, lam=0.0, *, eps_inside: bool = True) -> optax.GradientTransformation:
+def adam(eta, *, beta, rho, eps=1e-8, lam=0.0, eps_inside: bool = True) -> optax.GradientTransformation:
     """Adam with bias correction (Cattaneo et al. 2023, Eq. (2)).
 
     .. math:: m_{k+1} = \\beta m_k + (1-\\beta) g_k,\\quad \\nu_{k+1} = \\rho\\nu_k + (1-\\rho) g_k^2,\\quad
@@ -125,199 +149,176 @@ def adam(eta, beta, rho, eps=1e-8, lam=0.0, *, eps_inside: bool = True) -> optax
     return _with_weight_decay(tx, lam)
 
 
-class Trajectory(NamedTuple):
-    """The iterates of :func:`run`.
+def adamw(eta, *, beta, rho, eps, lam) -> optax.GradientTransformation:
+    r"""AdamW (decoupled weight decay) with :math:`\varepsilon` inside the root: not in the paper.
 
-    Attributes:
-      params: the iterates :math:`\\theta_0, \\theta_e, \\theta_{2e}, \\ldots, \\theta_n` (every ``e``-th
-        step, ``e = every`` of :func:`run`, 1 by default), stacked on a leading axis of length
-        ``n_steps // every + 1``. After a divergence the last finite iterate is repeated (never NaN).
-      loss: the full-batch loss at the same iterates (NaN-free for the same reason); ``None`` for
-        a stochastic run without a loss (``run(optimizer, None, ...)``).
-      diverged_at: the first step ``k`` whose iterate was non-finite, beyond ``max_norm``, or had a
-        non-finite loss (an int array; ``0`` if the start itself is bad), or ``-1`` when the run
-        stayed bounded.
-      grads: with ``run(..., record_grads=True)``, the gradient each saved iterate but the last
-        stepped with (the minibatch gradient of a stochastic run), stacked like ``params``
-        without the final entry; else ``None``. After a divergence it is the gradient at the
-        repeated last good iterate.
-    """
+    .. math:: \theta^{(n+1)} = \theta^{(n)} - \eta\lambda\,\theta^{(n)}
+              - \eta\,\frac{\hat m^{(n+1)}}{\sqrt{\hat\nu^{(n+1)} + \varepsilon}},
 
-    params: Params
-    loss: jax.Array | None
-    diverged_at: jax.Array
-    grads: Params | None = None
-
-    @property
-    def diverged(self) -> jax.Array:
-        """Whether the run diverged (a bool array, batched under ``vmap``)."""
-        return self.diverged_at >= 0
-
-    def status(self) -> str:
-        """``"converged or bounded"``-style message for a single (un-batched) run."""
-        k = int(self.diverged_at)
-        return f"diverged at step {k}" if k >= 0 else "stayed bounded"
-
-    def raise_if_diverged(self) -> "Trajectory":
-        """Return ``self``, or raise :class:`DivergenceError` naming the step (single run)."""
-        k = int(self.diverged_at)
-        if k >= 0:
-            raise DivergenceError(k)
-        return self
-
-
-class DivergenceError(RuntimeError):
-    """A run left every bound: its iterates became non-finite or too large at step ``step``."""
-
-    def __init__(self, step: int):
-        super().__init__(f"the run diverged at step {step}")
-        self.step = step
-
-
-def _tree_ok(tree, max_norm) -> jax.Array:
-    leaves = jax.tree_util.tree_leaves(tree)
-    sq = sum(jnp.sum(jnp.abs(leaf) ** 2) for leaf in leaves)
-    return jnp.isfinite(sq) & (sq <= max_norm**2)
-
-
-def run(
-    optimizer: optax.GradientTransformation,
-    loss: Callable[[Params], jax.Array] | None,
-    params0: Params,
-    n_steps: int,
-    *,
-    grad_fn: Callable[[Params, jax.Array], Params] | None = None,
-    key: jax.Array | None = None,
-    max_norm: float = 1e8,
-    every: int = 1,
-    record_grads: bool = False,
-) -> Trajectory:
-    """Run ``n_steps`` of ``optimizer`` from ``params0`` with one ``lax.scan``; report divergence.
-
-    Deterministic by default (the gradient of ``loss``). With ``grad_fn(params, key)`` (e.g. from
-    :func:`dyncore.problems.minibatch_grad`) each step draws its own key from ``key`` by
-    ``jax.random.split``, so the run is stochastic and reproducible.
-
-    Divergence: as soon as an iterate is non-finite or its norm exceeds ``max_norm``, the step
-    is recorded in ``diverged_at`` and the iterates are frozen at the last good value, so that no
-    NaN ever leaves this function. The function is pure and jit/vmap-friendly: ``vmap`` it over a
-    grid of hyper-parameters (build the optimizer inside the mapped function) or over keys
-    (:func:`run_chains`).
-
-    Args:
-      optimizer: an optax transformation (:func:`gd`, :func:`heavy_ball`, ...).
-      loss: full-batch loss, evaluated at every iterate. Without ``grad_fn`` the loss and the
-        gradient of an iterate come from one forward-backward pass (``jax.value_and_grad``).
-        With ``grad_fn`` it may be ``None``: no loss is evaluated (a stochastic run then costs its
-        minibatch gradients only), ``Trajectory.loss`` is ``None``, and divergence is judged
-        from the iterates alone.
-      params0: starting point (pytree).
-      n_steps: number of steps (static).
-      grad_fn: optional stochastic gradient ``grad_fn(params, key)``.
-      key: PRNG key, required with ``grad_fn``.
-      max_norm: bound on the parameter norm beyond which the run counts as diverged.
-      every: keep every ``every``-th iterate only (static; must divide ``n_steps``). Memory then
-        grows like ``n_steps / every``: use ``every=n_steps`` to keep just the start and the end,
-        e.g. in a ``vmap`` over a large grid of hyper-parameters. ``diverged_at`` stays exact.
-      record_grads: also return the gradients the steps used (``Trajectory.grads``), e.g. the
-        minibatch gradients of a stochastic run, which would otherwise have to be recomputed.
-
-    Returns:
-      A :class:`Trajectory`.
+    with the bias-corrected moments of :func:`adam`. This is
+    ``optax.adamw(eta, b1=beta, b2=rho, eps=0, eps_root=eps, weight_decay=lam)`` (PyTorch's
+    ``AdamW`` has the same decay, :math:`\varepsilon` outside the root). Coupled L2 decay
+    (:func:`adam` with ``lam``) is covered by the paper with :math:`E` replaced by
+    :math:`E + \tfrac\lambda2\|\theta\|^2`; decoupled decay is the extension of :func:`dyncore.adaptive.adamw_field`.
 
     Raises:
-      ValueError: for a non-positive ``n_steps``, ``every`` or ``max_norm``, an ``every`` that
-        does not divide ``n_steps``, a ``grad_fn`` without ``key``, or neither ``loss`` nor
-        ``grad_fn``.
+      ValueError: for hyper-parameters outside their ranges.
     """
-    n_steps = check_positive_int("n_steps", n_steps)
-    every = check_positive_int("every", every)
-    if n_steps % every:
-        raise ValueError(f"every must divide n_steps, got every={every}, n_steps={n_steps}")
-    if not max_norm > 0:
-        raise ValueError(f"max_norm must be > 0, got {max_norm}")
-    if grad_fn is not None and key is None:
-        raise ValueError("key is required when grad_fn is given (a stochastic run)")
-    if loss is None and grad_fn is None:
-        raise ValueError("loss is required unless grad_fn is given")
-    without_loss = loss is None
-    if without_loss:  # a constant stands in for the loss; XLA drops it
-
-        def loss(params):
-            return jnp.zeros((), jnp.result_type(float))
-
-    keys = jax.random.split(key, n_steps) if key is not None else jnp.zeros((n_steps,))
-    if grad_fn is None:  # one forward-backward pass per iterate gives its loss and gradient
-        evaluate = jax.value_and_grad(loss)
-    else:  # the gradient comes from grad_fn at each step; only the loss is evaluated
-
-        def evaluate(params):
-            return loss(params), None
-
-    def step(carry, inp):
-        k, step_key = inp
-        params, opt_state, (value, g), div = carry
-        if grad_fn is not None:
-            g = grad_fn(params, step_key)
-        updates, new_state = optimizer.update(g, opt_state, params)
-        new_params = optax.apply_updates(params, updates)
-        new_value, new_g = evaluate(new_params)
-        bad = ~_tree_ok(new_params, max_norm) | ~jnp.isfinite(new_value)
-        div = jnp.where((div < 0) & bad, k + 1, div)
-        keep = div >= 0  # once diverged, stay frozen at the last good iterate
-
-        def pick(new, old):
-            return jnp.where(keep, old, new)
-
-        params = jax.tree_util.tree_map(pick, new_params, params)
-        opt_state = jax.tree_util.tree_map(pick, new_state, opt_state)
-        value, new_g = jax.tree_util.tree_map(pick, (new_value, new_g), (value, g if grad_fn is None else None))
-        return (params, opt_state, (value, new_g), div), (params, value, g if record_grads else None)
-
-    value0, g0 = evaluate(params0)
-    div0 = jnp.where(_tree_ok(params0, max_norm) & jnp.isfinite(value0), -1, 0)
-    init = (params0, optimizer.init(params0), (value0, g0), div0)
-    steps = jnp.arange(n_steps)
-    if every == 1:
-        (_, _, _, div), (path, values, grads) = jax.lax.scan(step, init, (steps, keys))
-    else:  # an outer scan over blocks of `every` steps, each saving only its last iterate
-
-        def step_keeping_grad(carry, inp):
-            carry, (_, _, g) = step(carry, inp)
-            return carry, g  # None unless record_grads: nothing else is stacked inside a block
-
-        def block(carry, inp):
-            carry, gs = jax.lax.scan(step_keeping_grad, carry, inp)
-            first = None if gs is None else jax.tree_util.tree_map(lambda g: g[0], gs)
-            return carry, (carry[0], carry[2][0], first)
-
-        blocks = (steps.reshape(-1, every), keys.reshape(-1, every, *keys.shape[1:]))
-        (_, _, _, div), (path, values, grads) = jax.lax.scan(block, init, blocks)
-    params = jax.tree_util.tree_map(lambda p0, p: jnp.concatenate([p0[None], p]), params0, path)
-    losses = jnp.concatenate([value0[None], values])
-    return Trajectory(params, None if without_loss else losses, div, grads)
+    check_hparams(eta=eta, beta=beta, rho=rho, eps=eps, lam=lam)
+    return optax.adamw(eta, b1=beta, b2=rho, eps=0.0, eps_root=eps, weight_decay=lam)
 
 
-def run_chains(
-    optimizer: optax.GradientTransformation,
-    loss: Callable[[Params], jax.Array],
-    params0: Params,
-    n_steps: int,
-    *,
-    grad_fn: Callable[[Params, jax.Array], Params],
-    key: jax.Array,
-    n_chains: int,
-    max_norm: float = 1e8,
-) -> Trajectory:
-    """``n_chains`` independent stochastic runs from the same start, ``vmap``-ed over split keys.
+def _check_dal(p, max_lr) -> None:
+    for name, value, ok in (("p", p, lambda x: x >= 0), ("max_lr", max_lr, lambda x: x > 0)):
+        if is_concrete(value) and not (np.isfinite(float(value)) and ok(float(value))):
+            bound = ">= 0" if name == "p" else "> 0"
+            raise ValueError(f"{name} must be {bound}, got {float(value):g}")
 
-    Every chain gets its own key from ``jax.random.split(key, n_chains)``: no two chains share noise.
 
-    Returns:
-      A :class:`Trajectory` whose fields have a leading chain axis.
+def _dal_from_grad(loss: Loss, params: Params, g: Params, p, max_lr) -> jax.Array:
+    gn = norm(g)
+    ghat = _tmap(lambda x: x / jnp.where(gn > 0, gn, 1.0), g)
+    hg = hvp(loss, params, ghat)
+    v = norm(hg)
+    return 2.0 / jnp.maximum(v**p, 2.0 / max_lr)
+
+
+def dal_rate(loss: Loss, params: Params, *, p=1.0, max_lr=5.0) -> jax.Array:
+    r"""The drift-adjusted learning rate, Rosca et al. (2023) Eq. (18)–(19), capped.
+
+    .. math:: \eta_p(\theta) = \min\Big(\frac{2}{\|H\hat g\|^{p}},\ \eta_{\max}\Big),
+              \qquad \hat g = g/\|g\|,
+
+    computed with one forward-over-reverse Hessian-vector product. At :math:`g = 0` the rate is
+    the cap for :math:`p > 0`; for :math:`p = 0` it is :math:`\min(2, \eta_{\max})` everywhere.
+    See :func:`scale_by_dal` for the caveats.
+
+    Args:
+      loss: scalar loss (include any weight decay in it).
+      params: the point.
+      p: the power :math:`p \ge 0` (DAL-:math:`p`; ``p=1`` is DAL).
+      max_lr: cap :math:`\eta_{\max} > 0` (the released code uses 5).
     """
-    n_chains = check_positive_int("n_chains", n_chains)
-    keys = jax.random.split(key, n_chains)
-    return jax.vmap(
-        lambda k: run(optimizer, loss, params0, n_steps, grad_fn=grad_fn, key=k, max_norm=max_norm)
-    )(keys)
+    _check_dal(p, max_lr)
+    return _dal_from_grad(loss, params, jax.grad(loss)(params), p, max_lr)
+
+
+class ScaleByDalState(NamedTuple):
+    """State of :func:`scale_by_dal`: ``lr``, the rate used at the last step."""
+
+    lr: jax.Array
+
+
+def scale_by_dal(loss: Loss, *, p=1.0, max_lr=5.0) -> optax.GradientTransformation:
+    r"""Optax transformation multiplying the gradient by the drift-adjusted rate :func:`dal_rate`.
+
+    ``update(grads, state, params)`` needs ``params`` and expects ``grads`` to be the gradient of
+    ``loss`` at ``params``; it spends one Hessian-vector product on :math:`H\hat g` and returns
+    :math:`\eta_p(\theta)\,g` (a positive scaling: chain it with ``optax.scale(-1)``, or use
+    :func:`dal`). The rate used is kept in the state.
+
+    Caveats (Rosca et al. 2023, Section 6; the book's chapter on the principal flow):
+
+    * on a quadratic :math:`\|H\hat g\| \le \mu_{\max}`, so DAL-1 always has
+      :math:`\eta\mu_{\max} \ge 2`, with equality only when :math:`g \parallel u_0`: the component
+      along the top eigenvector never shrinks and the loss does not go to zero;
+    * DAL-1 is invariant under :math:`L \to cL`; DAL-:math:`p` with :math:`p \ne 1` is not
+      (:math:`\eta_p \propto c^{-p}` while the stable step scales as :math:`c^{-1}`);
+    * the cap matters: near a critical point :math:`H\hat g` can be small;
+    * the momentum variant's constant (Eq. 21 prints :math:`1/(2\|\cdot\|)`) is uncertain.
+    """
+    _check_dal(p, max_lr)
+
+    def init_fn(params):
+        del params
+        return ScaleByDalState(lr=jnp.zeros(()))
+
+    def update_fn(updates, state, params=None):
+        if params is None:
+            raise ValueError("scale_by_dal needs params in update (for the Hessian-vector product)")
+        lr = _dal_from_grad(loss, params, updates, p, max_lr)
+        return _tmap(lambda u: lr * u, updates), ScaleByDalState(lr=lr)
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+def dal(loss: Loss, *, p=1.0, beta=0.0, lam=0.0, max_lr=5.0) -> optax.GradientTransformation:
+    r"""GD (or heavy ball) with the drift-adjusted learning rate, as an optax optimizer.
+
+    .. math:: m_{k+1} = \beta m_k + \eta_p(\theta_k)\, g_k, \qquad
+              \theta_{k+1} = \theta_k - m_{k+1},
+
+    with :math:`g = \nabla L_\lambda` and :math:`\eta_p` from :func:`dal_rate` on :math:`L_\lambda`
+    (Rosca et al. 2023, Eq. 18–20). ``beta = 0`` is DAL-:math:`p` for GD. Use with
+    :func:`dyncore.runner.run`.
+
+    Raises:
+      ValueError: for ``p < 0``, ``max_lr <= 0``, ``beta`` outside ``[0, 1)`` or ``lam < 0``.
+    """
+    check_hparams(beta=beta, lam=lam)
+    return optax.chain(
+        optax.add_decayed_weights(lam),
+        scale_by_dal(with_decay(loss, lam), p=p, max_lr=max_lr),
+        optax.trace(decay=beta),
+        optax.scale(-1.0),
+    )
+
+
+def with_momentum(optimizer: optax.GradientTransformation, momentum0: Params) -> optax.GradientTransformation:
+    """``optimizer`` whose momentum buffer starts at ``momentum0`` instead of zero.
+
+    Every ``optax.TraceState`` in the initial state gets ``trace = momentum0``; with
+    :func:`heavy_ball` the first step is then
+    :math:`q_1 = q_0 - \\eta(\\beta b_0 + \\nabla f(q_0) + \\lambda q_0)`. A charge that starts at
+    zero stays zero under some symmetries (rotation), so a non-zero buffer is how to see it decay.
+    """
+    b0 = _tmap(jnp.asarray, momentum0)
+
+    def init(params):
+        state = optimizer.init(params)
+        is_trace = lambda x: isinstance(x, optax.TraceState)  # noqa: E731
+        return jax.tree_util.tree_map(
+            lambda s: s._replace(trace=_tmap(lambda t, b: jnp.asarray(b, t.dtype), s.trace, b0)) if is_trace(s) else s,
+            state,
+            is_leaf=is_trace,
+        )
+
+    return optax.GradientTransformation(init, optimizer.update)
+
+
+
+class RMSPropOnSphereState(NamedTuple):
+    """State of :func:`rmsprop_on_sphere`: the scalar accumulator ``G`` used by the next step."""
+
+    G: jax.Array
+
+
+def rmsprop_on_sphere(eta, *, rho, G0) -> optax.GradientTransformation:
+    """Scalar RMSProp on the unit sphere, in the convention of Tanaka & Kunin (2021):
+
+    .. math:: u_{n+1} = \\mathrm{normalize}\\Big(u_n - \\frac{\\eta}{\\sqrt{G_n}}\\nabla f(u_n)\\Big), \\qquad
+              G_{n+1} = \\rho\\, G_n + (1-\\rho)\\,\\|\\nabla f(u_n)\\|^2 .
+
+    The accumulator is one scalar (the norm of the whole gradient), has no :math:`\\varepsilon` and is
+    used *before* its update: this is not ``optax.rmsprop`` (per coordinate, updated first). The
+    parameters are a unit vector (start :func:`dyncore.runner.run` from one);
+    :func:`dyncore.scale_invariance.sphere_rmsprop` runs it and records :math:`G`.
+
+    Raises:
+      ValueError: for ``eta <= 0``, ``rho`` outside ``[0, 1)`` or ``G0 <= 0``.
+    """
+    check_hparams(eta=eta, rho=rho)
+    if is_concrete(G0) and not float(G0) > 0:
+        raise ValueError(f"G0 must be > 0, got {float(G0):g}")
+
+    def init_fn(params):
+        return RMSPropOnSphereState(G=jnp.asarray(G0, jnp.result_type(params)))
+
+    def update_fn(grads, state, params=None):
+        if params is None:
+            raise ValueError("rmsprop_on_sphere needs params in update (it normalizes the new point)")
+        v = params - eta * grads / jnp.sqrt(state.G)
+        G = rho * state.G + (1 - rho) * jnp.sum(grads**2)
+        return v / jnp.linalg.norm(v) - params, RMSPropOnSphereState(G=G)
+
+    return optax.GradientTransformation(init_fn, update_fn)

@@ -43,8 +43,8 @@ import optax
 from jax.flatten_util import ravel_pytree
 from numpy.typing import ArrayLike
 
-from .curvature import hvp, top_eigenpairs
-from .flows import FlowSolution, _decayed_spectrum, integrate
+from .curvature import decayed_spectrum, hvp, top_eigenpairs, with_decay
+from .optimizers import dal_rate
 from .validation import check_hparams, check_positive_int, is_concrete
 
 __all__ = [
@@ -57,16 +57,8 @@ __all__ = [
     "principal_field",
     "principal_field_topk",
     "third_order_term",
-    "integrate_complex",
-    "integrate_flows",
     "principal_flow_quadratic",
-    "SharpnessTrace",
-    "track_sharpness",
-    "hvp_fd",
     "dal_rate",
-    "ScaleByDalState",
-    "scale_by_dal",
-    "dal",
     "heavy_ball_log_flow",
     "heavy_ball_spectral_radius",
 ]
@@ -156,7 +148,7 @@ def alpha_igr(z: ArrayLike) -> jax.Array:
     return -(1 + 0.5 * jnp.asarray(z))
 
 
-def pf_rate(mu: ArrayLike, eta) -> jax.Array:
+def pf_rate(mu: ArrayLike, *, eta) -> jax.Array:
     r"""Rate :math:`\kappa = \tfrac1\eta\log(1 - \eta\mu) = \mu\,\alpha_{PF}(\eta\mu)` of a PF mode.
 
     Along an eigendirection with curvature :math:`\mu` the PF multiplies the component by
@@ -183,16 +175,6 @@ def pf_rate(mu: ArrayLike, eta) -> jax.Array:
 
 
 # ------------------------------------------------------------------------------------ PF fields
-def _with_decay(loss: Loss, lam) -> Loss:
-    """:math:`L + \\tfrac\\lambda2\\sum\\theta^2` (``x * x``, not ``|x|^2``: holomorphic)."""
-
-    def loss_lam(theta):
-        leaves = jax.tree_util.tree_leaves(theta)
-        return loss(theta) + 0.5 * lam * sum(jnp.sum(x * x) for x in leaves)
-
-    return loss_lam
-
-
 def _is_complex(theta) -> bool:
     return any(jnp.iscomplexobj(x) for x in jax.tree_util.tree_leaves(theta))
 
@@ -218,7 +200,7 @@ def _flat_derivatives(loss_lam: Loss, theta):
     return flat, grad, hvp_flat, cplx
 
 
-def third_order_term(loss: Loss, lam=0.0) -> Field:
+def third_order_term(loss: Loss, *, lam=0.0) -> Field:
     r"""The non-principal third-order term :math:`\nabla^3 L_\lambda[g, g]` as a field.
 
     It is the part of the :math:`\eta^2` BEA correction that the principal flow drops: GD's
@@ -236,7 +218,7 @@ def third_order_term(loss: Loss, lam=0.0) -> Field:
       ValueError: if ``lam < 0``.
     """
     check_hparams(lam=lam)
-    loss_lam = _with_decay(loss, lam)
+    loss_lam = with_decay(loss, lam)
 
     def field(theta):
         flat, grad, hvp_flat, _ = _flat_derivatives(loss_lam, theta)
@@ -247,7 +229,7 @@ def third_order_term(loss: Loss, lam=0.0) -> Field:
     return field
 
 
-def alpha_field(loss: Loss, eta, alpha: Callable[[jax.Array], jax.Array], lam=0.0, *,
+def alpha_field(loss: Loss, alpha: Callable[[jax.Array], jax.Array], *, eta, lam=0.0,
                 third_order: bool = False) -> Field:
     r"""The flow :math:`\dot\theta = \sum_i \alpha(\eta\mu_i)(g^\top u_i)u_i` of Table 1 (dense).
 
@@ -282,8 +264,8 @@ def alpha_field(loss: Loss, eta, alpha: Callable[[jax.Array], jax.Array], lam=0.
       ValueError: if ``eta <= 0`` or ``lam < 0``.
     """
     check_hparams(eta=eta, lam=lam)
-    loss_lam = _with_decay(loss, lam)
-    t3 = third_order_term(loss, lam) if third_order else None
+    loss_lam = with_decay(loss, lam)
+    t3 = third_order_term(loss, lam=lam) if third_order else None
 
     def field(theta):
         flat, grad, _, cplx = _flat_derivatives(loss_lam, theta)
@@ -304,7 +286,7 @@ def alpha_field(loss: Loss, eta, alpha: Callable[[jax.Array], jax.Array], lam=0.
     return field
 
 
-def principal_field(loss: Loss, eta, lam=0.0, *, third_order: bool = False,
+def principal_field(loss: Loss, *, eta, lam=0.0, third_order: bool = False,
                     principal_branch: bool = False) -> Field:
     r"""The principal flow's vector field (dense), Rosca et al. (2023), Eq. (12), or Eq. (14).
 
@@ -334,10 +316,10 @@ def principal_field(loss: Loss, eta, lam=0.0, *, third_order: bool = False,
     def alpha(z):
         return alpha_pf(z, principal_branch=principal_branch)
 
-    return alpha_field(loss, eta, alpha, lam, third_order=third_order)
+    return alpha_field(loss, alpha, eta=eta, lam=lam, third_order=third_order)
 
 
-def principal_field_topk(loss: Loss, eta, lam=0.0, *, k: int = 1, num_iters: int = 20,
+def principal_field_topk(loss: Loss, *, eta, lam=0.0, k: int = 1, num_iters: int = 20,
                          remainder: str = "igr", key: jax.Array | None = None) -> Field:
     r"""Matrix-free principal flow: exact on the top ``k`` eigenpairs, a series on the rest.
 
@@ -374,7 +356,7 @@ def principal_field_topk(loss: Loss, eta, lam=0.0, *, k: int = 1, num_iters: int
     num_iters = check_positive_int("num_iters", num_iters)
     if remainder not in ("igr", "gf"):
         raise ValueError(f"remainder must be 'igr' or 'gf', got {remainder!r}")
-    loss_lam = _with_decay(loss, lam)
+    loss_lam = with_decay(loss, lam)
 
     def field(theta):
         if _is_complex(theta):
@@ -393,155 +375,6 @@ def principal_field_topk(loss: Loss, eta, lam=0.0, *, k: int = 1, num_iters: int
         return _complex_unravel(theta)(top + rest)
 
     return field
-
-
-def _rk4(field: Field, y0: Params, ts: jax.Array, substeps: int, max_norm: float) -> FlowSolution:
-    """Classical RK4 with ``substeps`` equal steps between consecutive save times."""
-
-    def axpy(y, k, h):
-        return _tmap(lambda a, b: a + h * b, y, k)
-
-    nodes = jnp.array([0.0, 0.5, 0.5, 1.0])  # k_s = f(y + nodes[s] h k_{s-1})
-    weights = jnp.array([1.0, 2.0, 2.0, 1.0]) / 6
-
-    def step(y, h):
-        # the four stages in a scan, so that the field is traced (and compiled) once, not four times
-        def stage(carry, node_weight):
-            k, acc = carry
-            k = field(axpy(y, k, node_weight[0] * h))
-            return (k, axpy(acc, k, node_weight[1])), None
-
-        zero = _tmap(jnp.zeros_like, y)
-        (_, acc), _ = jax.lax.scan(stage, (zero, zero), jnp.stack([nodes, weights], axis=1))
-        return axpy(y, acc, h)
-
-    def interval(y, t01):
-        h = (t01[1] - t01[0]) / substeps
-        y = jax.lax.fori_loop(0, substeps, lambda i, y: step(y, h), y)
-        return y, y
-
-    _, ys = jax.lax.scan(interval, y0, jnp.stack([ts[:-1], ts[1:]], axis=1))
-    ys = _tmap(lambda a, b: jnp.concatenate([a[None], b]), y0, ys)
-    ys, n_good = _frozen_after_bad(ys, max_norm)
-    return FlowSolution(ts, ys, jnp.where(n_good < ts.shape[0], n_good, -1))
-
-
-def _frozen_after_bad(path, max_norm):
-    """``path`` (saved states, time first) frozen from its first non-finite or too large state on.
-
-    Returns the frozen path and the number of good leading states (the first bad save index).
-    """
-    leaves = jax.tree_util.tree_leaves(path)
-    n_save = leaves[0].shape[0]
-    sq = sum(jnp.sum(jnp.abs(x.reshape(n_save, -1)) ** 2, axis=1) for x in leaves)
-    good = jnp.cumprod((jnp.isfinite(sq) & (sq <= max_norm**2)).astype(jnp.int32)).astype(bool)
-    n_good = jnp.sum(good)
-    last = jnp.maximum(n_good - 1, 0)
-    path = _tmap(lambda y: jnp.where(good.reshape((-1,) + (1,) * (y.ndim - 1)), y, y[last]), path)
-    return path, n_good
-
-
-def integrate_complex(field: Field, y0: Params, ts: ArrayLike, *, dt: float | None = None,
-                      substeps: int | None = None, max_steps: int = 1 << 16,
-                      max_norm: float = 1e8) -> FlowSolution:
-    r"""Integrate a complex flow :math:`\dot\theta = f(\theta)` with fixed steps.
-
-    Two methods, chosen by which step argument is given:
-
-    * ``dt``: :func:`dyncore.flows.integrate` (diffrax, Tsit5, fixed steps ``dt``) on the real pair
-      :math:`(x, y)`, :math:`\theta = x + iy`, with :math:`\dot x = \mathrm{Re}\,f`,
-      :math:`\dot y = \mathrm{Im}\,f` — how diffrax recommends handling complex states;
-    * ``substeps``: the classical fourth-order Runge–Kutta method with ``substeps`` equal steps
-      between consecutive save times, on the complex state directly, in a ``lax.scan``. No diffrax:
-      it compiles several times faster, which matters when a field is expensive to trace (a
-      dense Hessian and ``eig`` per evaluation).
-
-    A PF field is stiff near :math:`\eta\mu = 1` (rate :math:`\log|1-\eta\mu|/\eta`): take the
-    step well below :math:`1/|\kappa|` and check that halving it leaves the result unchanged.
-    States that become non-finite or larger than ``max_norm`` are reported in ``diverged_at`` and
-    frozen, as in :func:`dyncore.flows.integrate`.
-
-    Args:
-      field: ``theta -> theta_dot`` on complex pytrees (e.g. :func:`principal_field`).
-      y0: start (real leaves are promoted to complex).
-      ts: save times (increasing).
-      dt: Tsit5 step (exactly one of ``dt`` and ``substeps``).
-      substeps: RK4 steps per save interval (a static positive integer).
-      max_steps: bound on the Tsit5 steps.
-      max_norm: bound beyond which the flow counts as diverged.
-
-    Returns:
-      A :class:`dyncore.flows.FlowSolution` whose ``ys`` are complex.
-
-    Raises:
-      ValueError: unless exactly one of ``dt`` and ``substeps`` is given.
-    """
-    if (dt is None) == (substeps is None):
-        raise ValueError("give exactly one of dt (Tsit5) and substeps (RK4)")
-    y0 = _tmap(_complex, y0)
-    if substeps is not None:
-        substeps = check_positive_int("substeps", substeps)
-        return _rk4(field, y0, jnp.asarray(ts, dtype=jnp.result_type(float)), substeps, max_norm)
-
-    def split(z):
-        return _tmap(jnp.real, z), _tmap(jnp.imag, z)
-
-    def join(re, im):
-        return _tmap(lambda a, b: a + 1j * b, re, im)
-
-    def real_field(y):
-        return split(field(join(*y)))
-
-    sol = integrate(real_field, split(y0), ts, dt=dt, max_steps=max_steps, max_norm=max_norm)
-    return FlowSolution(sol.ts, join(*sol.ys), sol.diverged_at)
-
-
-def integrate_flows(fields: dict[str, Field], y0: Params, ts: ArrayLike, *,
-                    dt: float | None = None, substeps: int | None = None,
-                    max_steps: int = 1 << 16, max_norm: float = 1e8) -> FlowSolution:
-    """Integrate several complex-capable flows from the same start side by side, in one solve.
-
-    The state is a dict ``{name: theta}`` and the joint field applies ``fields[name]`` to each
-    entry, so one compilation serves every flow (see :func:`integrate_complex` for the methods:
-    Tsit5 with ``dt``, RK4 with ``substeps``). Use it to compare flows, e.g. the
-    :func:`alpha_field` family, with GD.
-
-    Each flow is judged on its own: a flow whose state becomes non-finite or larger than
-    ``max_norm`` stops moving (its field is switched off) and is frozen at its last good save
-    time, while the other flows go on unchanged.
-
-    Returns:
-      A :class:`dyncore.flows.FlowSolution` whose ``ys`` is a dict of complex paths; ``diverged_at``
-      is the first save index at which any of the flows left the bounds (``-1``: none did).
-    """
-    if not max_norm > 0:
-        raise ValueError(f"max_norm must be > 0, got {max_norm}")
-    y0s = {name: y0 for name in fields}
-
-    def norm2(y):
-        return sum(jnp.sum(jnp.abs(leaf) ** 2) for leaf in jax.tree_util.tree_leaves(y))
-
-    def guarded(f):
-        def g(y):  # a flow that has left the bounds, or whose field is not finite, stops
-            v, sq = f(y), norm2(y)
-            ok = jnp.isfinite(sq) & (sq <= max_norm**2) & jnp.isfinite(norm2(v))
-            return _tmap(lambda a: jnp.where(ok, a, jnp.zeros_like(a)), v)
-
-        return g
-
-    guards = {name: guarded(f) for name, f in fields.items()}
-
-    def joint(y):
-        return {name: g(y[name]) for name, g in guards.items()}
-
-    sol = integrate_complex(joint, y0s, ts, dt=dt, substeps=substeps, max_steps=max_steps,
-                            max_norm=jnp.inf)
-    n_save = sol.ts.shape[0]
-    frozen = {name: _frozen_after_bad(path, max_norm) for name, path in sol.ys.items()}
-    ys = {name: path for name, (path, _) in frozen.items()}
-    earliest = jnp.min(jnp.stack([n_good for _, n_good in frozen.values()]))  # n_save: none left
-    diverged_at = jnp.where(sol.diverged_at >= 0, jnp.minimum(sol.diverged_at, earliest), earliest)
-    return FlowSolution(sol.ts, ys, jnp.where(diverged_at < n_save, diverged_at, -1))
 
 
 def principal_flow_quadratic(A: ArrayLike, theta0: ArrayLike, ts: ArrayLike, *, eta, lam=0.0,
@@ -586,7 +419,7 @@ def principal_flow_quadratic(A: ArrayLike, theta0: ArrayLike, ts: ArrayLike, *, 
 
 @jax.jit
 def _pf_quadratic(A, theta0, ts, eta, lam, b):
-    mu, U = _decayed_spectrum(A, lam)
+    mu, U = decayed_spectrum(A, lam)
     ts = ts[:, None]
     kappa = (mu * _alpha_pf(eta * mu, principal_branch=False))[None, :]
     singular = jnp.abs(1 - eta * mu)[None, :] < SINGULAR_GUARD
@@ -599,183 +432,9 @@ def _pf_quadratic(A, theta0, ts, eta, lam, b):
 
 
 # --------------------------------------------------------------------------- sharpness tracking
-class SharpnessTrace(NamedTuple):
-    """Top Hessian eigenpair along a trajectory, from :func:`track_sharpness`.
-
-    Attributes:
-      values: ``(n,)`` sharpness :math:`\\mu_0(\\theta_k)` (largest eigenvalue).
-      vectors: ``(n, d)`` unit top eigenvectors over the flattened parameters, with signs chosen
-        continuous along the path (each has a non-negative overlap with the previous one).
-      residuals: ``(n,)`` :math:`\\|Hu - \\mu_0 u\\|`, the accuracy of each pair.
-    """
-
-    values: jax.Array
-    vectors: jax.Array
-    residuals: jax.Array
-
-
-def track_sharpness(loss: Loss, path: Params, *, lam=0.0, num_iters: int = 10,
-                    v0: jax.Array | None = None, key: jax.Array | None = None) -> SharpnessTrace:
-    r"""Sharpness :math:`\mu_0 = \lambda_{\max}(\nabla^2 L_\lambda)` at every iterate of a path.
-
-    One ``lax.scan`` over the iterates; at each it runs ``num_iters`` Lanczos steps
-    (:func:`dyncore.curvature.top_eigenpairs`, matrix-free, ``num_iters + 1`` Hessian-vector products)
-    **warm-started** from the previous iterate's top eigenvector. Consecutive GD iterates have
-    nearby Hessians, so a few iterations suffice where a cold start needs dozens. Lanczos returns
-    the largest *algebraic* eigenvalue (power iteration would return the largest in modulus, which
-    can be a negative one). Check ``residuals``.
-
-    Args:
-      loss: scalar loss.
-      path: iterates stacked on a leading axis (e.g. ``dc.run(...).params``).
-      lam: weight decay (adds :math:`\lambda` to every eigenvalue).
-      num_iters: Lanczos iterations per iterate.
-      v0: optional flat start vector for the first iterate. Without it the first iterate gets a
-        cold start from a random vector: Lanczos is restarted there until at least 40 iterations
-        have been spent (inside the same scan, so nothing extra is compiled).
-      key: PRNG key of that random vector.
-
-    Returns:
-      A :class:`SharpnessTrace`.
-
-    Raises:
-      ValueError: if ``lam < 0`` or ``num_iters`` is not a positive integer.
-    """
-    check_hparams(lam=lam)
-    num_iters = check_positive_int("num_iters", num_iters)
-    loss_lam = _with_decay(loss, lam)
-    first = _tmap(lambda x: x[0], path)
-    flat0 = ravel_pytree(first)[0]
-    warmup = 0
-    if v0 is None:  # cold start: restart Lanczos `warmup` times at the first iterate
-        key = jax.random.PRNGKey(0) if key is None else key
-        v0 = jax.random.normal(key, flat0.shape, flat0.dtype)
-        warmup = max(1, -(-40 // num_iters))  # at least 40 iterations in all
-        path = _tmap(lambda x: jnp.concatenate([jnp.repeat(x[:1], warmup, axis=0), x]), path)
-    v0 = jnp.asarray(v0, flat0.dtype)
-
-    def step(v, params):
-        ep = top_eigenpairs(loss_lam, params, 1, num_iters=num_iters, v0=v)
-        u = ep.vectors[:, 0]
-        u = jnp.where(jnp.vdot(u, v) < 0, -u, u)
-        return u, (ep.values[0], u, ep.residuals[0])
-
-    _, (values, vectors, residuals) = jax.lax.scan(step, v0, path)
-    return SharpnessTrace(values[warmup:], vectors[warmup:], residuals[warmup:])
-
-
 # --------------------------------------------------------------------------------- drift and DAL
-def hvp_fd(loss: Loss, params: Params, v: Params, eps: float) -> Params:
-    r"""Finite-difference Hessian-vector product, :math:`Hv \approx (\nabla L(\theta + \epsilon v)
-    - \nabla L(\theta))/\epsilon`.
-
-    The estimator Rosca et al. (2023, Section 6) take from Geiping et al. (2021) for the drift
-    term :math:`Hg` (with :math:`v = g`); it costs one extra gradient and has error
-    :math:`O(\epsilon\|v\|^2)`. The released code uses :math:`\epsilon = 0.01/\|g\|`.
-    """
-    grad = jax.grad(loss)
-    shifted = _tmap(lambda p, w: p + eps * w, params, v)
-    return _tmap(lambda a, b: (a - b) / eps, grad(shifted), grad(params))
-
-
-def _check_dal(p, max_lr) -> None:
-    for name, value, ok in (("p", p, lambda x: x >= 0), ("max_lr", max_lr, lambda x: x > 0)):
-        if is_concrete(value) and not (np.isfinite(float(value)) and ok(float(value))):
-            bound = ">= 0" if name == "p" else "> 0"
-            raise ValueError(f"{name} must be {bound}, got {float(value):g}")
-
-
-def _dal_from_grad(loss: Loss, params: Params, g: Params, p, max_lr) -> jax.Array:
-    gn = jnp.sqrt(sum(jnp.sum(x**2) for x in jax.tree_util.tree_leaves(g)))
-    ghat = _tmap(lambda x: x / jnp.where(gn > 0, gn, 1.0), g)
-    hg = hvp(loss, params, ghat)
-    v = jnp.sqrt(sum(jnp.sum(x**2) for x in jax.tree_util.tree_leaves(hg)))
-    return 2.0 / jnp.maximum(v**p, 2.0 / max_lr)
-
-
-def dal_rate(loss: Loss, params: Params, p=1.0, *, max_lr=5.0) -> jax.Array:
-    r"""The drift-adjusted learning rate, Rosca et al. (2023) Eq. (18)–(19), capped.
-
-    .. math:: \eta_p(\theta) = \min\Big(\frac{2}{\|H\hat g\|^{p}},\ \eta_{\max}\Big),
-              \qquad \hat g = g/\|g\|,
-
-    computed with one forward-over-reverse Hessian-vector product. At :math:`g = 0` the rate is
-    the cap for :math:`p > 0`; for :math:`p = 0` it is :math:`\min(2, \eta_{\max})` everywhere.
-    See :func:`scale_by_dal` for the caveats.
-
-    Args:
-      loss: scalar loss (include any weight decay in it).
-      params: the point.
-      p: the power :math:`p \ge 0` (DAL-:math:`p`; ``p=1`` is DAL).
-      max_lr: cap :math:`\eta_{\max} > 0` (the released code uses 5).
-    """
-    _check_dal(p, max_lr)
-    return _dal_from_grad(loss, params, jax.grad(loss)(params), p, max_lr)
-
-
-class ScaleByDalState(NamedTuple):
-    """State of :func:`scale_by_dal`: ``lr``, the rate used at the last step."""
-
-    lr: jax.Array
-
-
-def scale_by_dal(loss: Loss, p=1.0, *, max_lr=5.0) -> optax.GradientTransformation:
-    r"""Optax transformation multiplying the gradient by the drift-adjusted rate :func:`dal_rate`.
-
-    ``update(grads, state, params)`` needs ``params`` and expects ``grads`` to be the gradient of
-    ``loss`` at ``params``; it spends one Hessian-vector product on :math:`H\hat g` and returns
-    :math:`\eta_p(\theta)\,g` (a positive scaling: chain it with ``optax.scale(-1)``, or use
-    :func:`dal`). The rate used is kept in the state.
-
-    Caveats (Rosca et al. 2023, Section 6; the book's chapter on the principal flow):
-
-    * on a quadratic :math:`\|H\hat g\| \le \mu_{\max}`, so DAL-1 always has
-      :math:`\eta\mu_{\max} \ge 2`, with equality only when :math:`g \parallel u_0`: the component
-      along the top eigenvector never shrinks and the loss does not go to zero;
-    * DAL-1 is invariant under :math:`L \to cL`; DAL-:math:`p` with :math:`p \ne 1` is not
-      (:math:`\eta_p \propto c^{-p}` while the stable step scales as :math:`c^{-1}`);
-    * the cap matters: near a critical point :math:`H\hat g` can be small;
-    * the momentum variant's constant (Eq. 21 prints :math:`1/(2\|\cdot\|)`) is uncertain.
-    """
-    _check_dal(p, max_lr)
-
-    def init_fn(params):
-        del params
-        return ScaleByDalState(lr=jnp.zeros(()))
-
-    def update_fn(updates, state, params=None):
-        if params is None:
-            raise ValueError("scale_by_dal needs params in update (for the Hessian-vector product)")
-        lr = _dal_from_grad(loss, params, updates, p, max_lr)
-        return _tmap(lambda u: lr * u, updates), ScaleByDalState(lr=lr)
-
-    return optax.GradientTransformation(init_fn, update_fn)
-
-
-def dal(loss: Loss, p=1.0, *, beta=0.0, max_lr=5.0, lam=0.0) -> optax.GradientTransformation:
-    r"""GD (or heavy ball) with the drift-adjusted learning rate, as an optax optimizer.
-
-    .. math:: m_{k+1} = \beta m_k + \eta_p(\theta_k)\, g_k, \qquad
-              \theta_{k+1} = \theta_k - m_{k+1},
-
-    with :math:`g = \nabla L_\lambda` and :math:`\eta_p` from :func:`dal_rate` on :math:`L_\lambda`
-    (Rosca et al. 2023, Eq. 18–20). ``beta = 0`` is DAL-:math:`p` for GD. Use with
-    :func:`dyncore.optimizers.run`.
-
-    Raises:
-      ValueError: for ``p < 0``, ``max_lr <= 0``, ``beta`` outside ``[0, 1)`` or ``lam < 0``.
-    """
-    check_hparams(beta=beta, lam=lam)
-    return optax.chain(
-        optax.add_decayed_weights(lam),
-        scale_by_dal(_with_decay(loss, lam), p, max_lr=max_lr),
-        optax.trace(decay=beta),
-        optax.scale(-1.0),
-    )
-
-
 # ---------------------------------------------------------------------------- momentum extension
-def heavy_ball_spectral_radius(z: ArrayLike, beta) -> jax.Array:
+def heavy_ball_spectral_radius(z: ArrayLike, *, beta) -> jax.Array:
     r"""Largest :math:`|r|` over the roots of :math:`r^2 - (1 + \beta - z)r + \beta = 0`.
 
     Heavy ball on a quadratic mode with :math:`z = \eta\mu` multiplies the state
@@ -840,7 +499,7 @@ def heavy_ball_log_flow(A: ArrayLike, theta0: ArrayLike, ts: ArrayLike, *, eta, 
 
 @jax.jit
 def _hb_log_flow(A, theta0, ts, eta, beta, lam):
-    mu, U = _decayed_spectrum(A, lam)
+    mu, U = decayed_spectrum(A, lam)
     c0 = U.T @ theta0
     n = (ts / eta)[:, None]  # t / eta
     a = _complex(1 + beta - eta * mu)[None, :]

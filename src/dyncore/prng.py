@@ -7,7 +7,7 @@ kernel launch, and in the stochastic chains of :mod:`dyncore.mixing` the two has
 :func:`fold_in` and :func:`normal` compute the same hash unrolled, written in ``jax.numpy`` so that XLA fuses
 it with the rest of the step, and returns the very numbers ``jax.random.normal`` would: the
 random streams, and every number printed from them, are unchanged (tested bit for bit). With
-dyncore's XLA setting (``dyncore._xla``) the chain loops are compiled whole, rolled hash included,
+dyncore's XLA setting (``dyncore.xla_setup``) the chain loops are compiled whole, rolled hash included,
 and the unrolled hash still more than halves the compute of chapter 6's 10-D chains (measured).
 The hash is a jitted function: a step of a 10-D chain hashes eleven times, and JAX traces the
 hash once for all of them instead of eleven times over (XLA inlines it, so the compiled code is
