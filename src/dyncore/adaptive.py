@@ -31,6 +31,9 @@ A *piecewise field* is a function ``field(theta, n)`` giving :math:`\dot\theta` 
 :math:`n`; :func:`dyncore.integration.integrate_pieces` and :func:`tracking_errors` integrate it piece by piece.
 Extensions beyond the paper, labelled as such: the AdamW weight-decay correction
 (:func:`adamw_field`) and :math:`\varepsilon` outside the root (:func:`adam_field_eps_outside`).
+
+>>> round(float(drift_factor(0.9)), 6), round(float(drift_constant(beta=0.9, rho=0.999)), 6)   # 19, 1999 - 19
+(19.0, 1980.0)
 """
 
 from __future__ import annotations

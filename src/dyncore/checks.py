@@ -86,6 +86,15 @@ def check(
       AssertionError: when the tolerance is broken, or the measured value is not finite.
       ValueError: when not exactly one tolerance is given, or it is not finite and positive, or a
         value is not a scalar.
+
+    Example:
+
+    >>> import math
+    >>> _ = check("pi", 355 / 113, math.pi, rtol=1e-6)
+    ✓ pi: measured 3.142, predicted 3.142 (rel. tol 1e-06)
+    >>> check("pi", 22 / 7, math.pi, rtol=1e-6)
+    Traceback (most recent call last):
+    AssertionError: ✗ pi: measured 3.143, predicted 3.142 (rel. tol 1e-06)
     """
     if (atol is None) == (rtol is None):
         raise ValueError("give exactly one of atol and rtol")
@@ -131,6 +140,11 @@ def check_bound(
     Raises:
       ValueError: when neither bound is given, a bound is not finite, ``lower >= upper``, or the
         value is not a scalar.
+
+    Example:
+
+    >>> _ = check_bound("step below the edge of stability", 1.9, upper=2.0)
+    ✓ step below the edge of stability: measured 1.9, predicted < 2
     """
     if lower is None and upper is None:
         raise ValueError("give lower, upper or both")
@@ -167,6 +181,11 @@ def rel_error(a: Any, b: Any) -> float:
 
     The norm is the Euclidean norm over all leaves. Returns ``inf`` when ``b`` is zero and
     ``a`` is not, and ``0`` when both are zero.
+
+    Example:
+
+    >>> rel_error([1.0, 2.0], [1.0, 2.02])
+    0.01
     """
     la = [np.asarray(x, dtype=complex).ravel() for x in jax.tree_util.tree_leaves(a)]
     lb = [np.asarray(x, dtype=complex).ravel() for x in jax.tree_util.tree_leaves(b)]
@@ -191,6 +210,11 @@ def fit_slope(x: ArrayLike, y: ArrayLike) -> float:
 
     Raises:
       ValueError: for fewer than two points, mismatched lengths, or non-positive values.
+
+    Example:
+
+    >>> round(fit_slope([0.1, 0.2, 0.4], [0.01, 0.04, 0.16]), 6)   # y = x^2
+    2.0
     """
     xa, ya = np.asarray(x, dtype=float).ravel(), np.asarray(y, dtype=float).ravel()
     if xa.shape != ya.shape or xa.size < 2:
@@ -204,5 +228,11 @@ def fit_slope(x: ArrayLike, y: ArrayLike) -> float:
 def check_slope(
     name: str, x: Sequence[float] | ArrayLike, y: Sequence[float] | ArrayLike, predicted: float, *, atol: float
 ) -> CheckResult:
-    """Fit a log-log slope with :func:`fit_slope` and :func:`check` it against ``predicted``."""
+    """Fit a log-log slope with :func:`fit_slope` and :func:`check` it against ``predicted``.
+
+    Example:
+
+    >>> _ = check_slope("order", [0.1, 0.2, 0.4], [0.01, 0.04, 0.16], 2.0, atol=0.05)
+    ✓ order: measured 2, predicted 2 ± 0.05
+    """
     return check(name, fit_slope(x, y), predicted, atol=atol, digits=4)

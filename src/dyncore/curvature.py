@@ -41,6 +41,12 @@ def with_decay(loss: Loss, lam) -> Loss:
 
     Its Hessian is :math:`\\nabla^2 L + \\lambda I`: weight decay shifts every eigenvalue by :math:`\\lambda`.
     (:math:`\\|\\theta\\|^2 = \\sum \\theta^2` without conjugation, so the loss stays holomorphic.)
+
+    Example:
+
+    >>> import jax.numpy as jnp
+    >>> float(with_decay(lambda th: jnp.sum(th), 0.5)(jnp.array([2.0])))   # 2 + 0.25 * 4
+    3.0
     """
 
     def loss_lam(theta):
@@ -61,6 +67,13 @@ def hvp(loss: Loss, params: Params, v: Params) -> Params:
 
     Returns:
       :math:`H v` with the structure of ``params``.
+
+    Example:
+
+    >>> import jax.numpy as jnp
+    >>> loss = lambda th: th[0] ** 2 * th[1]                  # Hessian [[2 th1, 2 th0], [2 th0, 0]]
+    >>> hvp(loss, jnp.array([1.0, 3.0]), jnp.array([1.0, 0.0])).tolist()
+    [6.0, 2.0]
     """
     return jax.jvp(jax.grad(loss), (params,), (v,))[1]
 
@@ -69,6 +82,12 @@ def hessian(loss: Loss, params: Params) -> jax.Array:
     """Dense Hessian of ``loss`` at ``params`` as a ``(d, d)`` matrix over the flattened pytree.
 
     The flattening order is that of :func:`jax.flatten_util.ravel_pytree`.
+
+    Example:
+
+    >>> import jax.numpy as jnp
+    >>> hessian(lambda th: th[0] ** 2 * th[1], jnp.array([1.0, 3.0])).tolist()
+    [[6.0, 2.0], [2.0, 0.0]]
     """
     flat, unravel = ravel_pytree(params)
     return jax.hessian(lambda x: loss(unravel(x)))(flat)
@@ -78,6 +97,13 @@ def hessian_eigh(loss: Loss, params: Params) -> tuple[jax.Array, jax.Array]:
     """All eigenvalues (ascending) and eigenvectors (columns) of the dense Hessian.
 
     The Hessian is symmetrised, :math:`(H + H^\\top)/2`, before ``eigh`` to remove round-off asymmetry.
+
+    Example:
+
+    >>> import jax.numpy as jnp
+    >>> mu, V = hessian_eigh(lambda th: 0.5 * (th[0] ** 2 + 4 * th[1] ** 2), jnp.zeros(2))
+    >>> mu.tolist()
+    [1.0, 4.0]
     """
     h = hessian(loss, params)
     return jnp.linalg.eigh(0.5 * (h + h.T))
@@ -130,6 +156,14 @@ def top_eigenpairs(
 
     Raises:
       ValueError: when ``k`` or ``num_iters`` are not positive integers or ``k > num_iters``.
+
+    Example:
+
+    >>> import jax.numpy as jnp
+    >>> loss = lambda th: 0.5 * jnp.sum(jnp.arange(1.0, 7.0) * th**2)     # eigenvalues 1..6
+    >>> ep = top_eigenpairs(loss, jnp.zeros(6), 2, num_iters=6)
+    >>> [round(float(m), 4) for m in ep.values]
+    [6.0, 5.0]
     """
     k = check_positive_int("k", k)
     num_iters = check_positive_int("num_iters", num_iters)
@@ -195,6 +229,12 @@ def sharpness(loss: Loss, params: Params, *, dense: bool | None = None, num_iter
       dense: use the dense ``eigh`` (exact); default: dense when there are at most 500 parameters,
         else Lanczos (:func:`top_eigenpairs`).
       num_iters: Lanczos iterations when not dense.
+
+    Example:
+
+    >>> import jax.numpy as jnp
+    >>> round(float(sharpness(lambda th: 0.5 * jnp.sum(jnp.array([1.0, 3.0]) * th**2), jnp.zeros(2))), 6)
+    3.0
     """
     d = ravel_pytree(params)[0].shape[0]
     if dense is None:
@@ -205,7 +245,14 @@ def sharpness(loss: Loss, params: Params, *, dense: bool | None = None, num_iter
 
 
 def decayed_spectrum(A: jax.Array, lam) -> tuple[jax.Array, jax.Array]:
-    r"""Eigenvalues (ascending) and eigenvectors of :math:`J = (A + A^\top)/2 + \lambda I`."""
+    r"""Eigenvalues (ascending) and eigenvectors of :math:`J = (A + A^\top)/2 + \lambda I`.
+
+    Example:
+
+    >>> import jax.numpy as jnp
+    >>> decayed_spectrum(jnp.diag(jnp.array([3.0, 1.0])), 0.5)[0].tolist()
+    [1.5, 3.5]
+    """
     J = 0.5 * (A + A.T) + lam * jnp.eye(A.shape[0], dtype=A.dtype)
     return jnp.linalg.eigh(J)
 
@@ -271,6 +318,14 @@ def track_sharpness(loss: Loss, path: Params, *, lam=0.0, num_iters: int = 10,
 
     Raises:
       ValueError: if ``lam < 0`` or ``num_iters`` is not a positive integer.
+
+    Example:
+
+    >>> import jax.numpy as jnp
+    >>> loss = lambda th: 0.5 * th[0] ** 2 + th[1] ** 4 / 12     # sharpness max(1, th1^2)
+    >>> path = jnp.array([[0.0, 2.0], [0.0, 1.5], [0.0, 1.0]])
+    >>> [round(float(m), 4) for m in track_sharpness(loss, path).values]
+    [4.0, 2.25, 1.0]
     """
     check_hparams(lam=lam)
     num_iters = check_positive_int("num_iters", num_iters)

@@ -9,9 +9,10 @@ layer, :math:`f(\theta + \alpha\mathbb 1_{\mathcal A}) = f(\theta)` (the last la
 :mod:`dyncore.scale_invariance`.
 
 >>> import jax.numpy as jnp
->>> path = log_flow_quadratic(jnp.eye(1), jnp.array([1.0]), jnp.array([0.0, 0.5, 1.0]), eta=0.5)
->>> [round(float(x), 6) for x in path[:, 0]]     # passes through GD's iterates 1, 0.5, 0.25
-[1.0, 0.707107, 0.5]
+>>> ts = jnp.array([0.0, 0.25, 0.5, 1.0])         # GD with eta = 0.5 steps at t = 0, 0.5, 1
+>>> path = log_flow_quadratic(jnp.eye(1), jnp.array([1.0]), ts, eta=0.5)
+>>> [round(float(x), 6) for x in path[:, 0]]      # through GD's iterates 1, 0.5, 0.25; sqrt(0.5) between
+[1.0, 0.707107, 0.5, 0.25]
 """
 
 from __future__ import annotations

@@ -65,6 +65,12 @@ class Slider:
       label: text shown next to the slider (default: the Greek symbol for the book's names).
       default: the initial value (default: the middle grid value).
       log: a logarithmic live slider (for learning rates spanning decades).
+
+    Example:
+
+    >>> s = Slider("eta", [0.1, 0.2, 0.4], default=0.4)
+    >>> s.grid.tolist(), s.start
+    ([0.1, 0.2, 0.4], 0.4)
     """
 
     name: str
@@ -488,6 +494,18 @@ def slider_figure(
       ValueError: for zero or more than ``MAX_SLIDERS`` (4) sliders, more than ``MAX_FRAMES`` (150)
         grid combinations, duplicate names, or grid values outside the valid range of a book
         hyper-parameter.
+
+    Example (one slider, two frames; ``fig`` displays itself as the last line of a notebook cell):
+
+    >>> import numpy as np
+    >>> def compute(eta):
+    ...     return np.arange(10) * eta
+    >>> def draw(ax, out, eta):          # one panel: an Axes (several: an array of them)
+    ...     ax.plot(out)
+    ...     ax.set_title(f"eta = {eta:g}")
+    >>> fig = slider_figure(compute, draw, [Slider("eta", [0.5, 1.0])])
+    >>> len(fig.frames), float(fig.compute(eta=1.0)[-1])
+    (2, 9.0)
     """
     sliders = tuple(sliders)
     if not 1 <= len(sliders) <= MAX_SLIDERS:
@@ -508,13 +526,28 @@ def slider_figure(
 
 
 def valid_prefix(x: Any, diverged_at: Any) -> Any:
-    """The part of a saved path before divergence: ``x[:diverged_at]`` (all of it if ``-1``)."""
+    """The part of a saved path before divergence: ``x[:diverged_at]`` (all of it if ``-1``).
+
+    Example:
+
+    >>> import numpy as np
+    >>> valid_prefix(np.arange(5), 3).tolist(), valid_prefix(np.arange(5), -1).tolist()
+    ([0, 1, 2], [0, 1, 2, 3, 4])
+    """
     k = int(np.asarray(diverged_at))
     return x if k < 0 else x[:k]
 
 
 def mark_divergence(ax, diverged_at: Any, what: str = "GD", *, y: float = 0.92) -> bool:
-    """Write "<what> diverged at step k" on ``ax`` when ``diverged_at >= 0``; return whether it did."""
+    """Write "<what> diverged at step k" on ``ax`` when ``diverged_at >= 0``; return whether it did.
+
+    Example:
+
+    >>> from matplotlib.figure import Figure
+    >>> ax = Figure().add_subplot()
+    >>> mark_divergence(ax, 12), mark_divergence(ax, -1)
+    (True, False)
+    """
     k = int(np.asarray(diverged_at))
     if k < 0:
         return False

@@ -42,6 +42,12 @@ def gradient_field(loss: Loss, *, lam=0.0) -> Field:
 
     Raises:
       ValueError: if ``lam < 0``.
+
+    Example:
+
+    >>> import jax.numpy as jnp
+    >>> gradient_field(lambda th: 0.5 * jnp.sum(th**2), lam=0.5)(jnp.array([2.0])).tolist()
+    [-3.0]
     """
     check_hparams(lam=lam)
     g = _grad_with_decay(loss, lam)
@@ -92,6 +98,13 @@ def counter_terms(loss: Loss, order: int, *, lam=0.0) -> list[Field]:
 
     Returns:
       ``[xi_0, ..., xi_{order-1}]``, each a field ``theta -> pytree``.
+
+    Example:
+
+    >>> import jax.numpy as jnp
+    >>> xi0, = counter_terms(lambda th: 0.5 * 3.0 * th**2, 1)    # xi_0 = J g / 2 = 9 th / 2
+    >>> float(xi0(jnp.array(1.0)))
+    4.5
     """
     order = check_positive_int("order", order)
     check_hparams(lam=lam)
@@ -133,6 +146,13 @@ def modified_field(loss: Loss, *, eta, order: int, lam=0.0) -> Field:
       eta: GD's learning rate (may be traced).
       order: truncation order, ``>= 0``.
       lam: weight decay.
+
+    Example:
+
+    >>> import jax.numpy as jnp
+    >>> field = modified_field(lambda th: 0.5 * th**2, eta=0.1, order=1)   # -(1 + eta/2) th
+    >>> round(float(field(jnp.array(1.0))), 6)
+    -1.05
     """
     check_hparams(eta=eta, lam=lam)
     if isinstance(order, (bool, np.bool_)) or not isinstance(order, (int, np.integer)) or order < 0:
@@ -155,6 +175,12 @@ def modified_loss(loss: Loss, *, eta, lam=0.0) -> Loss:
 
     Here :math:`L_\\lambda = L + \\tfrac\\lambda2\\|\\theta\\|^2`. Its gradient flow is
     ``modified_field(loss, eta=eta, order=1, lam=lam)``: implicit gradient regularisation.
+
+    Example:
+
+    >>> import jax.numpy as jnp
+    >>> round(float(modified_loss(lambda th: 0.5 * th**2, eta=0.1)(jnp.array(2.0))), 6)   # 2 + 0.1 * 4 / 4
+    2.1
     """
     check_hparams(eta=eta, lam=lam)
     g = _grad_with_decay(loss, lam)

@@ -30,6 +30,9 @@ Conventions: steps :math:`k` (not time :math:`k\eta`) are the unit of every rate
 the tangent noise of Eq. (18) in :math:`\mathbb R^D`, :math:`C = (D-1)\hat\sigma^2`. Momentum follows
 PyTorch (coupled decay, :math:`m \leftarrow \beta m + g + \lambda x`, :math:`x \leftarrow x - \eta m`),
 i.e. :func:`dyncore.optimizers.heavy_ball`; the paper has no momentum and no AdamW.
+
+>>> round(float(stationary_cos2(0.6)), 6)      # (sqrt(1 - 0.36) - 1) / 0.6
+-0.333333
 """
 
 from __future__ import annotations

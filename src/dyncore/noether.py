@@ -25,6 +25,14 @@ Symbols: the paper's weight decay :math:`k` is :math:`\lambda` here (``lam``); i
 Lagrange multiplier that no function needs. Time is :math:`t = n\eta`. Weight decay is *coupled*
 (``dc.heavy_ball(eta, beta=beta, lam=lam)``) unless a docstring says otherwise. Hyper-parameters
 are keyword-only.
+
+>>> import jax.numpy as jnp
+>>> rot = rotation_symmetry(jnp.array([[0.0, -1.0], [1.0, 0.0]]))
+>>> float(symmetry_residual(lambda q: jnp.sum(q**2) ** 2, rot, jnp.array([0.3, -1.2])))   # rotation-invariant
+0.0
+>>> m, mu = mass_damping(eta=0.1, beta=0.9)          # m = eta (1 + beta) / 2, mu = 1 - beta
+>>> round(float(m), 6), round(float(mu), 6)
+(0.095, 0.1)
 """
 
 from __future__ import annotations

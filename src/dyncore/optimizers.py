@@ -80,6 +80,14 @@ def gd(eta, *, lam=0.0) -> optax.GradientTransformation:
 
     Raises:
       ValueError: if ``eta <= 0`` or ``lam < 0``.
+
+    Example:
+
+    >>> import jax.numpy as jnp
+    >>> opt = gd(0.1, lam=0.5)
+    >>> theta = jnp.array([2.0])
+    >>> opt.update(jnp.array([1.0]), opt.init(theta), theta)[0].tolist()    # -0.1 (1 + 0.5 * 2)
+    [-0.2]
     """
     check_hparams(eta=eta, lam=lam)
     return _with_weight_decay(optax.sgd(eta), lam)
@@ -106,6 +114,18 @@ def heavy_ball(eta, *, beta, lam=0.0, decoupled: bool = False) -> optax.Gradient
 
     Raises:
       ValueError: if ``eta <= 0``, ``lam < 0`` or ``beta`` is not in ``[0, 1)``.
+
+    Example (the momentum adds beta times the previous step):
+
+    >>> import jax.numpy as jnp
+    >>> import optax
+    >>> opt, theta = heavy_ball(0.1, beta=0.5), jnp.array([0.0])
+    >>> state = opt.init(theta)
+    >>> for _ in range(2):
+    ...     updates, state = opt.update(jnp.array([1.0]), state, theta)
+    ...     theta = optax.apply_updates(theta, updates)
+    >>> round(float(theta[0]), 6)          # -0.1, then -0.1 - 0.1 - 0.5 * 0.1
+    -0.25
     """
     check_hparams(eta=eta, beta=beta, lam=lam)
     if decoupled:
@@ -128,6 +148,13 @@ def rmsprop(eta, *, rho, eps=1e-8, lam=0.0, eps_inside: bool = True) -> optax.Gr
       lam: coupled weight decay.
       eps_inside: :math:`\\varepsilon` inside the square root (the paper, optax default) or outside,
         :math:`g/(\\sqrt{\\nu} + \\varepsilon)` (PyTorch).
+
+    Example (the first step of RMSProp moves every coordinate by about eta/sqrt(1 - rho)):
+
+    >>> import jax.numpy as jnp
+    >>> opt, theta = rmsprop(0.01, rho=0.99), jnp.zeros(2)
+    >>> [round(float(u), 4) for u in opt.update(jnp.array([3.0, -0.2]), opt.init(theta), theta)[0]]
+    [-0.1, 0.1]
     """
     check_hparams(eta=eta, rho=rho, eps=eps, lam=lam)
     return _with_weight_decay(optax.rmsprop(eta, decay=rho, eps=eps, eps_in_sqrt=eps_inside), lam)
@@ -140,6 +167,13 @@ def adam(eta, *, beta, rho, eps=1e-8, lam=0.0, eps_inside: bool = True) -> optax
               \\theta_{k+1} = \\theta_k - \\eta \\frac{m_{k+1}/(1-\\beta^{k+1})}{\\sqrt{\\nu_{k+1}/(1-\\rho^{k+1}) + \\varepsilon}}
 
     ``eps_inside=False`` gives optax's and PyTorch's default, :math:`\\hat m/(\\sqrt{\\hat\\nu} + \\varepsilon)`.
+
+    Example (bias correction: the first step is eta * sign(g)):
+
+    >>> import jax.numpy as jnp
+    >>> opt, theta = adam(0.01, beta=0.9, rho=0.999), jnp.zeros(2)
+    >>> [round(float(u), 6) for u in opt.update(jnp.array([3.0, -0.2]), opt.init(theta), theta)[0]]
+    [-0.01, 0.01]
     """
     check_hparams(eta=eta, beta=beta, rho=rho, eps=eps, lam=lam)
     if eps_inside:
@@ -163,6 +197,13 @@ def adamw(eta, *, beta, rho, eps, lam) -> optax.GradientTransformation:
 
     Raises:
       ValueError: for hyper-parameters outside their ranges.
+
+    Example (the decay acts on the parameters, outside the adaptive scaling):
+
+    >>> import jax.numpy as jnp
+    >>> opt, theta = adamw(0.01, beta=0.9, rho=0.999, eps=1e-8, lam=0.1), jnp.array([2.0])
+    >>> round(float(opt.update(jnp.array([3.0]), opt.init(theta), theta)[0][0]), 6)   # -0.01 - 0.01 * 0.1 * 2
+    -0.012
     """
     check_hparams(eta=eta, beta=beta, rho=rho, eps=eps, lam=lam)
     return optax.adamw(eta, b1=beta, b2=rho, eps=0.0, eps_root=eps, weight_decay=lam)
@@ -198,6 +239,12 @@ def dal_rate(loss: Loss, params: Params, *, p=1.0, max_lr=5.0) -> jax.Array:
       params: the point.
       p: the power :math:`p \ge 0` (DAL-:math:`p`; ``p=1`` is DAL).
       max_lr: cap :math:`\eta_{\max} > 0` (the released code uses 5).
+
+    Example (on a quadratic with Hessian 4, DAL-1 takes eta = 2/4):
+
+    >>> import jax.numpy as jnp
+    >>> float(dal_rate(lambda th: 2.0 * jnp.sum(th**2), jnp.array([1.0, -1.0])))
+    0.5
     """
     _check_dal(p, max_lr)
     return _dal_from_grad(loss, params, jax.grad(loss)(params), p, max_lr)
@@ -226,6 +273,14 @@ def scale_by_dal(loss: Loss, *, p=1.0, max_lr=5.0) -> optax.GradientTransformati
       (:math:`\eta_p \propto c^{-p}` while the stable step scales as :math:`c^{-1}`);
     * the cap matters: near a critical point :math:`H\hat g` can be small;
     * the momentum variant's constant (Eq. 21 prints :math:`1/(2\|\cdot\|)`) is uncertain.
+
+    Example:
+
+    >>> import jax.numpy as jnp
+    >>> loss = lambda th: 2.0 * jnp.sum(th**2)
+    >>> tx, theta = scale_by_dal(loss), jnp.array([1.0])
+    >>> float(tx.update(jnp.array([4.0]), tx.init(theta), theta)[1].lr)
+    0.5
     """
     _check_dal(p, max_lr)
 
@@ -254,6 +309,14 @@ def dal(loss: Loss, *, p=1.0, beta=0.0, lam=0.0, max_lr=5.0) -> optax.GradientTr
 
     Raises:
       ValueError: for ``p < 0``, ``max_lr <= 0``, ``beta`` outside ``[0, 1)`` or ``lam < 0``.
+
+    Example (DAL-1 on a quadratic jumps to the mirror point, at the edge of stability):
+
+    >>> import jax.numpy as jnp
+    >>> from dyncore.runner import run
+    >>> traj = run(dal(lambda th: 2.0 * jnp.sum(th**2)), lambda th: 2.0 * jnp.sum(th**2), jnp.array([1.0]), 2)
+    >>> traj.params[:, 0].tolist()
+    [1.0, -1.0, 1.0]
     """
     check_hparams(beta=beta, lam=lam)
     return optax.chain(
@@ -271,6 +334,13 @@ def with_momentum(optimizer: optax.GradientTransformation, momentum0: Params) ->
     :func:`heavy_ball` the first step is then
     :math:`q_1 = q_0 - \\eta(\\beta b_0 + \\nabla f(q_0) + \\lambda q_0)`. A charge that starts at
     zero stays zero under some symmetries (rotation), so a non-zero buffer is how to see it decay.
+
+    Example:
+
+    >>> import jax.numpy as jnp
+    >>> opt, theta = with_momentum(heavy_ball(0.1, beta=0.5), jnp.array([2.0])), jnp.array([0.0])
+    >>> round(float(opt.update(jnp.array([1.0]), opt.init(theta), theta)[0][0]), 6)   # -0.1 (0.5 * 2 + 1)
+    -0.2
     """
     b0 = _tmap(jnp.asarray, momentum0)
 
@@ -306,6 +376,14 @@ def rmsprop_on_sphere(eta, *, rho, G0) -> optax.GradientTransformation:
 
     Raises:
       ValueError: for ``eta <= 0``, ``rho`` outside ``[0, 1)`` or ``G0 <= 0``.
+
+    Example:
+
+    >>> import jax.numpy as jnp
+    >>> tx, u = rmsprop_on_sphere(0.1, rho=0.9, G0=1.0), jnp.array([1.0, 0.0])
+    >>> updates, state = tx.update(jnp.array([0.0, -1.0]), tx.init(u), u)
+    >>> round(float(jnp.linalg.norm(u + updates)), 6), round(float(state.G), 6)    # on the sphere; 0.9 + 0.1
+    (1.0, 1.0)
     """
     check_hparams(eta=eta, rho=rho)
     if is_concrete(G0) and not float(G0) > 0:

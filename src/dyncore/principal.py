@@ -29,6 +29,11 @@ Numerics (all documented where they are used):
 * **complex parameters**: along a complex PF trajectory the Hessian is complex *symmetric*, not
   Hermitian, so the field uses ``eig`` and :math:`V^{-1}g`, never ``eigh`` and :math:`V^\top g`.
   The loss must be holomorphic (tanh, polynomials, exp, softplus — not ReLU or ``abs``).
+
+>>> import jax.numpy as jnp
+>>> rate = pf_rate(jnp.array([1.0, 3.0]), eta=0.5)      # log(1 - eta mu) / eta
+>>> [complex(round(float(r.real), 6), round(float(r.imag), 6)) for r in rate]   # (log|1 - eta mu| + i pi [eta mu > 1]) / eta
+[(-1.386294+0j), (-1.386294+6.283185j)]
 """
 
 from __future__ import annotations

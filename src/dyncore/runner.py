@@ -43,6 +43,16 @@ class Observer(NamedTuple):
         stochastic run). Once a run has diverged the state is frozen with the iterates.
       valid: optional ``valid(theta) -> bool``: an iterate for which it is false counts as
         diverged, like a non-finite one (e.g. a layer whose norm has become zero).
+
+    Example (count the steps that moved the first coordinate up, and record the count):
+
+    >>> import jax.numpy as jnp
+    >>> from dyncore.optimizers import heavy_ball
+    >>> ups = Observer(init=lambda th: 0, update=lambda n, th, new, g: n + (new[0] > th[0]))
+    >>> traj = run(heavy_ball(0.5, beta=0.8), lambda th: 0.5 * jnp.sum(th**2), jnp.array([1.0]), 20,
+    ...            observe=ups)
+    >>> int(traj.observed[-1])        # the underdamped iterate overshoots and comes back
+    8
     """
 
     init: Callable[[Params], Any]
@@ -68,6 +78,14 @@ class Trajectory(NamedTuple):
         repeated last good iterate.
       observed: with ``run(..., observe=obs)``, the observer's state at the saved iterates, stacked
         like ``params``; else ``None``.
+
+    Example:
+
+    >>> import jax.numpy as jnp
+    >>> from dyncore.optimizers import gd
+    >>> traj = run(gd(0.1), lambda th: 0.5 * jnp.sum(th**2), jnp.array([1.0, 2.0]), 10, every=5)
+    >>> traj.params.shape, traj.loss.shape, int(traj.diverged_at)
+    ((3, 2), (3,), -1)
     """
 
     params: Params
@@ -154,6 +172,16 @@ def run(
       ValueError: for a non-positive ``n_steps``, ``every`` or ``max_norm``, an ``every`` that
         does not divide ``n_steps``, a ``grad_fn`` without ``key``, or neither ``loss`` nor
         ``grad_fn``.
+
+    Example (GD on a quadratic of curvature 3: stable below eta = 2/3, diverges above):
+
+    >>> import jax.numpy as jnp
+    >>> from dyncore.optimizers import gd
+    >>> loss = lambda th: 1.5 * jnp.sum(th**2)
+    >>> run(gd(0.5), loss, jnp.array([1.0]), 20).status()
+    'stayed bounded'
+    >>> run(gd(0.9), loss, jnp.array([1.0]), 200).status()      # |1 - 2.7|^k passes 1e8 at k = 35
+    'diverged at step 35'
     """
     n_steps = check_positive_int("n_steps", n_steps)
     every = check_positive_int("every", every)
@@ -255,6 +283,16 @@ def run_chains(
 
     Returns:
       A :class:`Trajectory` whose fields have a leading chain axis.
+
+    Example (SGD with additive noise: the chains differ, the seed makes them reproducible):
+
+    >>> import jax
+    >>> import jax.numpy as jnp
+    >>> from dyncore.optimizers import gd
+    >>> grad_fn = lambda th, key: th + jax.random.normal(key, th.shape)
+    >>> traj = run_chains(gd(0.1), None, jnp.zeros(1), 5, grad_fn=grad_fn, key=jax.random.key(0), n_chains=3)
+    >>> traj.params.shape, bool(traj.params[0, -1, 0] != traj.params[1, -1, 0])
+    ((3, 6, 1), True)
     """
     n_chains = check_positive_int("n_chains", n_chains)
     keys = jax.random.split(key, n_chains)

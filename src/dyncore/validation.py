@@ -62,6 +62,13 @@ def check_hparams(**values: Any) -> None:
       ValueError: naming the parameter, the offending value and the valid range, e.g.
         ``eta must be > 0, got -0.1``. NaN and infinities are rejected too.
       KeyError: for a name that is not one of the book's hyper-parameters.
+
+    Example:
+
+    >>> check_hparams(eta=0.1, beta=0.9, lam=0.0)        # valid: nothing happens
+    >>> check_hparams(eta=0.1, beta=1.0)
+    Traceback (most recent call last):
+    ValueError: beta must be in [0, 1), got 1
     """
     for name, value in values.items():
         if value is None or not is_concrete(value):
