@@ -484,7 +484,7 @@ def accuracy(problem: Problem, params: Params, batch: Batch | None = None) -> ja
         examples from :func:`digits_data`.
 
     Returns:
-      A scalar in ``[0, 1]`` (jit-friendly).
+      A scalar in ``[0, 1]`` of the logits' dtype (jit-friendly).
 
     Raises:
       ValueError: if the problem has no ``predict``, or no data and no ``batch`` is given.
@@ -503,7 +503,8 @@ def accuracy(problem: Problem, params: Params, batch: Batch | None = None) -> ja
             raise ValueError(f"problem {problem.name!r} has no data: pass a batch")
         batch = problem.data
     inputs, labels = batch
-    return jnp.mean(jnp.argmax(problem.predict(params, inputs), axis=-1) == labels)
+    logits = problem.predict(params, inputs)
+    return jnp.mean(jnp.argmax(logits, axis=-1) == labels, dtype=logits.dtype)
 
 
 def minibatch_grad(problem: Problem, batch_size: int) -> Callable[[Params, jax.Array], Params]:
