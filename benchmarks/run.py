@@ -152,7 +152,7 @@ def _sweep_fns(dim: int, n_steps: int):
     theta0 = jnp.ones(dim)
 
     def final_loss(eta, lam):
-        return dc.run(dc.gd(eta, lam), loss, theta0, n_steps, every=n_steps).loss[-1]
+        return dc.run(dc.gd(eta, lam=lam), loss, theta0, n_steps, every=n_steps).loss[-1]
 
     return jax.jit(final_loss), jax.jit(jax.vmap(final_loss))
 
@@ -200,7 +200,7 @@ def _headline_xla_default(grid: int, n_steps: int, dim: int, repeats: int) -> di
     """:func:`_headline` in a fresh process with XLA's own loop handling (dyncore's setting off)."""
     import subprocess
 
-    from dyncore import _xla
+    from dyncore import xla_setup as _xla
 
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
     env[_xla.OPT_OUT] = "1"
@@ -259,18 +259,18 @@ def bench_curvature(sizes: list[tuple[int, ...]], dense_max: int, k: int, num_it
     rows = []
     for sz in sizes:
         prob = dc.mlp(jax.random.PRNGKey(0), sizes=sz, n=256)
-        d = sum(x.size for x in jax.tree_util.tree_leaves(prob.params0))
+        d = sum(x.size for x in jax.tree_util.tree_leaves(prob.theta0))
         top = jax.jit(lambda p: dc.top_eigenpairs(prob.loss, p, k=k, num_iters=num_iters).values)
-        jax.block_until_ready(top(prob.params0))
-        t_lanczos = _median_time(lambda: jax.block_until_ready(top(prob.params0)), 3)
-        lanczos = np.asarray(top(prob.params0))
+        jax.block_until_ready(top(prob.theta0))
+        t_lanczos = _median_time(lambda: jax.block_until_ready(top(prob.theta0)), 3)
+        lanczos = np.asarray(top(prob.theta0))
         row = dict(sizes=list(sz), params=d, k=k, num_iters=num_iters, lanczos_s=t_lanczos,
                    top=lanczos.tolist(), dense_s=None, rel_err=None)
         if d <= dense_max:
             dense_fn = jax.jit(lambda p: dc.hessian_eigh(prob.loss, p)[0])
-            jax.block_until_ready(dense_fn(prob.params0))
-            row["dense_s"] = _median_time(lambda: jax.block_until_ready(dense_fn(prob.params0)), 2)
-            dense = np.sort(np.asarray(dense_fn(prob.params0)))[::-1][:k]
+            jax.block_until_ready(dense_fn(prob.theta0))
+            row["dense_s"] = _median_time(lambda: jax.block_until_ready(dense_fn(prob.theta0)), 2)
+            dense = np.sort(np.asarray(dense_fn(prob.theta0)))[::-1][:k]
             row["rel_err"] = float(np.max(np.abs(lanczos - dense) / np.abs(dense)))
         rows.append(row)
         extra = f", dense eigh {row['dense_s']:.3f} s, max rel. diff {row['rel_err']:.1e}" if row["dense_s"] else ""
@@ -309,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
     # 75% of the device's memory; allocate on demand instead (no effect on a CPU)
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
-    import dyncore  # noqa: F401  (first: its XLA setting must precede JAX's backend, see dyncore._xla)
+    import dyncore  # noqa: F401  (first: its XLA setting must precede JAX's backend, see dyncore.xla_setup)
     import jax
 
     jax.config.update("jax_enable_x64", True)  # the sweep is compared to 1e-12

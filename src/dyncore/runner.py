@@ -145,6 +145,12 @@ def run(
     grid of hyper-parameters (build the optimizer inside the mapped function) or over keys
     (:func:`run_chains`).
 
+    Compilation: a direct call traces and compiles its scan every time (the optimizer and the
+    loss are new Python objects). To run many settings, ``jax.jit`` a function that builds the
+    optimizer and calls :func:`run` with traced hyper-parameters: it compiles once, and a
+    full-batch run then costs about as much per step as a hand-written jitted GD step (the
+    digits MLP: about 1.2x, tested).
+
     Args:
       optimizer: an optax transformation (:func:`gd`, :func:`heavy_ball`, ...).
       loss: full-batch loss, evaluated at every iterate. Without ``grad_fn`` the loss and the
