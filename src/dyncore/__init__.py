@@ -10,7 +10,7 @@ layers above it:
    * :mod:`~dyncore.problems`: losses with a start point, synthetic and real (the handwritten digits);
    * :mod:`~dyncore.curvature`: Hessian-vector products, eigenpairs, sharpness along a run;
    * :mod:`~dyncore.optimizers`: every optimizer, as an optax transformation;
-   * :mod:`~dyncore.runner`: one runner for all of them (:func:`run`, :func:`run_chains`);
+   * :mod:`~dyncore.runner`: one runner for all of them (:func:`~dyncore.runner.run`, :func:`~dyncore.runner.run_chains`);
    * :mod:`~dyncore.flows`: the vector fields of backward error analysis;
    * :mod:`~dyncore.integration`: every integrator, with one RK4 stepper and one divergence guard;
    * :mod:`~dyncore.figures`: slider figures that also work on a static page;
@@ -26,7 +26,7 @@ optimizer's learning rate comes first, as in optax. The start point is always ``
 
 Everything runs on the CPU by default and unchanged on a GPU. Numerical checks need float64:
 call ``jax.config.update("jax_enable_x64", True)`` before creating arrays. Importing dyncore
-before the first JAX computation lets XLA compile small CPU loops whole (:mod:`dyncore.xla_setup`).
+before the first JAX computation lets XLA compile small CPU loops whole (``dyncore.xla_setup``).
 
 >>> import jax.numpy as jnp
 >>> import dyncore as dc

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
-from .trees import sq_norm, tmap
+from .trees import tmap
 from .validation import check_hparams, check_positive_int
 
 __all__ = [

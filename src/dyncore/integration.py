@@ -235,7 +235,7 @@ def integrate_complex(field: Field, theta0: Params, ts: ArrayLike, *, dt: float 
 
     Two methods, chosen by which step argument is given:
 
-    * ``dt``: :func:`dyncore.flows.integrate` (diffrax, Tsit5, fixed steps ``dt``) on the real pair
+    * ``dt``: :func:`integrate` (diffrax, Tsit5, fixed steps ``dt``) on the real pair
       :math:`(x, y)`, :math:`\theta = x + iy`, with :math:`\dot x = \mathrm{Re}\,f`,
       :math:`\dot y = \mathrm{Im}\,f` — how diffrax recommends handling complex states;
     * ``substeps``: the classical fourth-order Runge–Kutta method with ``substeps`` equal steps
@@ -246,10 +246,10 @@ def integrate_complex(field: Field, theta0: Params, ts: ArrayLike, *, dt: float 
     A PF field is stiff near :math:`\eta\mu = 1` (rate :math:`\log|1-\eta\mu|/\eta`): take the
     step well below :math:`1/|\kappa|` and check that halving it leaves the result unchanged.
     States that become non-finite or larger than ``max_norm`` are reported in ``diverged_at`` and
-    frozen, as in :func:`dyncore.flows.integrate`.
+    frozen, as in :func:`integrate`.
 
     Args:
-      field: ``theta -> theta_dot`` on complex pytrees (e.g. :func:`principal_field`).
+      field: ``theta -> theta_dot`` on complex pytrees (e.g. :func:`~dyncore.principal.principal_field`).
       theta0: start (real leaves are promoted to complex).
       ts: save times (increasing).
       dt: Tsit5 step (exactly one of ``dt`` and ``substeps``).
@@ -258,7 +258,7 @@ def integrate_complex(field: Field, theta0: Params, ts: ArrayLike, *, dt: float 
       max_norm: bound beyond which the flow counts as diverged.
 
     Returns:
-      A :class:`dyncore.flows.FlowSolution` whose ``ys`` are complex.
+      A :class:`FlowSolution` whose ``ys`` are complex.
 
     Raises:
       ValueError: unless exactly one of ``dt`` and ``substeps`` is given.
@@ -291,14 +291,14 @@ def integrate_flows(fields: dict[str, Field], theta0: Params, ts: ArrayLike, *,
     The state is a dict ``{name: theta}`` and the joint field applies ``fields[name]`` to each
     entry, so one compilation serves every flow (see :func:`integrate_complex` for the methods:
     Tsit5 with ``dt``, RK4 with ``substeps``). Use it to compare flows, e.g. the
-    :func:`alpha_field` family, with GD.
+    :func:`~dyncore.principal.alpha_field` family, with GD.
 
     Each flow is judged on its own: a flow whose state becomes non-finite or larger than
     ``max_norm`` stops moving (its field is switched off) and is frozen at its last good save
     time, while the other flows go on unchanged.
 
     Returns:
-      A :class:`dyncore.flows.FlowSolution` whose ``ys`` is a dict of complex paths; ``diverged_at``
+      A :class:`FlowSolution` whose ``ys`` is a dict of complex paths; ``diverged_at``
       is the first save index at which any of the flows left the bounds (``-1``: none did).
 
     Example (two flows side by side; the second blows up and is frozen, the first goes on):
@@ -349,7 +349,7 @@ def integrate_pieces(
     :math:`O(\eta^4)` at a fixed time, is far below the :math:`O(\eta^2)` being measured (on the
     book's examples one and two sub-steps give the same tracking errors to four digits; raise
     ``substeps`` for stiff fields, e.g. :math:`\varepsilon` tiny near a minimum). A hand-written
-    RK4 is used rather than :func:`dyncore.flows.integrate` per piece, because one
+    RK4 is used rather than :func:`integrate` per piece, because one
     ``diffeqsolve`` per piece inside the scan costs more to trace, compile and run than the four
     field evaluations it replaces, and an adaptive solver must not cross the boundaries anyway.
 

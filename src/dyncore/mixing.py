@@ -42,7 +42,6 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from jax.flatten_util import ravel_pytree
 from numpy.typing import ArrayLike
 
@@ -116,7 +115,7 @@ def noisy_grad(grad: Callable[[Params], Params], sigma, *, tangent: bool = True)
       tangent: project and scale the noise as in Eq. (18).
 
     Returns:
-      ``grad_fn(x, key)`` for :func:`sgd_chains` or :func:`dyncore.optimizers.run`.
+      ``grad_fn(x, key)`` for :func:`sgd_chains` or :func:`dyncore.runner.run`.
 
     Raises:
       ValueError: if ``sigma <= 0``.

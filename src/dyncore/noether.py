@@ -41,10 +41,9 @@ from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import optax
 
 from .trees import tmap, vdot
-from .validation import check_hparams, check_positive_int, is_concrete
+from .validation import check_hparams, is_concrete
 
 __all__ = [
     "Symmetry",

@@ -232,7 +232,7 @@ def dal_rate(loss: Loss, params: Params, *, p=1.0, max_lr=5.0) -> jax.Array:
 
     computed with one forward-over-reverse Hessian-vector product. At :math:`g = 0` the rate is
     the cap for :math:`p > 0`; for :math:`p = 0` it is :math:`\min(2, \eta_{\max})` everywhere.
-    See :func:`scale_by_dal` for the caveats.
+    See :func:`~dyncore.optimizers.scale_by_dal` for the caveats.
 
     Args:
       loss: scalar loss (include any weight decay in it).

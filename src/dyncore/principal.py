@@ -39,18 +39,16 @@ Numerics (all documented where they are used):
 from __future__ import annotations
 
 from functools import partial
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
-import numpy as np
-import optax
 from jax.flatten_util import ravel_pytree
 from numpy.typing import ArrayLike
 
 from .curvature import decayed_spectrum, hvp, top_eigenpairs, with_decay
 from .optimizers import dal_rate
-from .validation import check_hparams, check_positive_int, is_concrete
+from .validation import check_hparams, check_positive_int
 
 __all__ = [
     "SERIES_RADIUS",
@@ -249,7 +247,7 @@ def alpha_field(loss: Loss, alpha: Callable[[jax.Array], jax.Array], *, eta, lam
 
     For real parameters :math:`H` is symmetric: ``eigh`` and :math:`V^{-1} = V^\top`; the velocity
     is complex as soon as :math:`\alpha` is. For complex parameters (a complex trajectory, see
-    :func:`integrate_complex`) the holomorphic Hessian is complex *symmetric*, not Hermitian:
+    :func:`~dyncore.integration.integrate_complex`) the holomorphic Hessian is complex *symmetric*, not Hermitian:
     ``eig`` and a linear solve for :math:`V^{-1}g` are used (``eigh`` would conjugate). The Hessian
     may be nearly defective there (Remark 4.1 of the paper): keep horizons short. Cost: one dense
     Hessian and one eigendecomposition per call (a few hundred parameters at most; see
@@ -398,7 +396,7 @@ def principal_flow_quadratic(A: ArrayLike, theta0: ArrayLike, ts: ArrayLike, *, 
     :math:`e^{\kappa_i t} = (1 - \eta\mu_i)^n`, so the PF passes through every GD iterate, for
     every :math:`\eta`; between iterates it is complex when :math:`\eta\mu_i > 1`. At
     :math:`\eta\mu_i = 1` exactly, :math:`e^{\kappa_i t} = 0` for :math:`t > 0`.
-    :func:`dyncore.flows.log_flow_quadratic` is the real special case :math:`\eta\mu_i < 1`,
+    :func:`dyncore.eom.log_flow_quadratic` is the real special case :math:`\eta\mu_i < 1`,
     :math:`b = 0`.
 
     Args:

@@ -515,7 +515,7 @@ def minibatch_grad(problem: Problem, batch_size: int) -> Callable[[Params, jax.A
     the full-batch gradient when the batch loss is an average of per-example losses; it is *not*
     for a network with batch normalization (``mlp(..., normalize=True)``), whose minibatch
     statistics make the minibatch gradient biased, as in practice. Pass it to
-    :func:`dyncore.optimizers.run` as ``grad_fn``. The examples are those of
+    :func:`dyncore.runner.run` as ``grad_fn``. The examples are those of
     ``jax.random.choice(key, n, (batch_size,), replace=False)``, drawn with the hash unrolled
     (``dyncore.prng``; several times faster inside a long scan).
 

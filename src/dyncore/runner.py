@@ -152,7 +152,7 @@ def run(
     digits MLP: about 1.2x, tested).
 
     Args:
-      optimizer: an optax transformation (:func:`gd`, :func:`heavy_ball`, ...).
+      optimizer: an optax transformation (:func:`~dyncore.optimizers.gd`, :func:`~dyncore.optimizers.heavy_ball`, ...).
       loss: full-batch loss, evaluated at every iterate. Without ``grad_fn`` the loss and the
         gradient of an iterate come from one forward-backward pass (``jax.value_and_grad``).
         With ``grad_fn`` it may be ``None``: no loss is evaluated (a stochastic run then costs its

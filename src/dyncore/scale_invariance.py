@@ -92,7 +92,7 @@ def angular_update(path: ArrayLike) -> jax.Array:
 
     Args:
       path: iterates of the layer stacked on a leading axis, shape ``(n + 1, ...)`` (e.g. the
-        ``params`` of a :class:`~dyncore.optimizers.Trajectory`, or one layer of it).
+        ``params`` of a :class:`~dyncore.runner.Trajectory`, or one layer of it).
 
     Returns:
       ``(n,)`` array of :math:`\\cos\\Delta_k`, :math:`k = 0, \\ldots, n-1`.
@@ -234,7 +234,7 @@ def equilibrium_angle(*, eta, beta=0.0, lam) -> jax.Array:
 
     SI C.2 of Tanaka & Kunin (2021) (after Wan et al.). Exact in any stationary state in the sense
     :math:`\\overline{\\|q_{n+1} - q_n\\|^2} = \\tfrac{2\\eta\\lambda}{1+\\beta}\\overline{\\|q_n\\|^2}` (from
-    :func:`discrete_nld` with :math:`S = I`), whatever the gradients: full batch, noisy or oscillating.
+    :func:`~dyncore.noether.discrete_nld` with :math:`S = I`), whatever the gradients: full batch, noisy or oscillating.
 
     Raises:
       ValueError: for invalid hyper-parameters.
