@@ -82,7 +82,7 @@ def test_hessian_eigh_on_random_symmetric_quadratic(rng):
     M = rng.standard_normal((d, d))
     A = M + M.T  # symmetric, indefinite
     prob = dc.quadratic(A, theta0=rng.standard_normal(d))
-    w, V = jax.jit(lambda p: dc.hessian_eigh(prob.loss, p))(prob.params0)
+    w, V = jax.jit(lambda p: dc.hessian_eigh(prob.loss, p))(prob.theta0)
     w, V = np.asarray(w), np.asarray(V)
     np.testing.assert_allclose(w, np.linalg.eigvalsh(A), atol=1e-12)
     assert np.all(np.diff(w) >= 0)
@@ -93,7 +93,7 @@ def test_hessian_eigh_on_random_symmetric_quadratic(rng):
 def test_hessian_of_quadratic_with_nonsymmetric_matrix_is_symmetric_part(rng):
     A = rng.standard_normal((4, 4))
     prob = dc.quadratic(A)
-    H = np.asarray(jax.jit(lambda p: dc.hessian(prob.loss, p))(prob.params0))
+    H = np.asarray(jax.jit(lambda p: dc.hessian(prob.loss, p))(prob.theta0))
     np.testing.assert_allclose(H, 0.5 * (A + A.T), atol=1e-13)
 
 
@@ -103,7 +103,7 @@ def test_top_eigenpairs_on_60_dim_quadratic_with_known_spectrum(rng, make_spd):
     spectrum = np.concatenate([top, np.linspace(-1.0, 1.0, d - 3)])
     A = make_spd(rng, spectrum)
     prob = dc.quadratic(A, theta0=rng.standard_normal(d))
-    pairs = jax.jit(lambda p: dc.top_eigenpairs(prob.loss, p, k=3, key=jax.random.PRNGKey(7)))(prob.params0)
+    pairs = jax.jit(lambda p: dc.top_eigenpairs(prob.loss, p, k=3, key=jax.random.PRNGKey(7)))(prob.theta0)
     values, vectors, residuals = (np.asarray(a) for a in pairs)
     assert values.shape == (3,) and vectors.shape == (d, 3) and residuals.shape == (3,)
     np.testing.assert_allclose(values, top, atol=1e-8)
@@ -142,7 +142,7 @@ def test_top_eigenpairs_survives_early_krylov_breakdown():
 
 def test_sharpness_dense_and_lanczos_agree_on_small_mlp():
     prob = dc.mlp(jax.random.PRNGKey(0), sizes=(2, 4, 1), n=8)
-    d = ravel_pytree(prob.params0)[0].shape[0]
+    d = ravel_pytree(prob.theta0)[0].shape[0]
     assert d == 2 * 4 + 4 + 4 + 1
 
     @jax.jit
@@ -154,7 +154,7 @@ def test_sharpness_dense_and_lanczos_agree_on_small_mlp():
             dc.sharpness(prob.loss, p),
         )
 
-    H, dense, lanczos, default = all_four(prob.params0)
+    H, dense, lanczos, default = all_four(prob.theta0)
     H = np.asarray(H)
     exact = np.linalg.eigvalsh(0.5 * (H + H.T))[-1]
     dense, lanczos, default = float(dense), float(lanczos), float(default)
@@ -165,5 +165,39 @@ def test_sharpness_dense_and_lanczos_agree_on_small_mlp():
 
 def test_sharpness_of_bilinear_at_default_start():
     prob = dc.bilinear()
-    sharp = jax.jit(lambda p: dc.sharpness(prob.loss, p))(prob.params0)
+    sharp = jax.jit(lambda p: dc.sharpness(prob.loss, p))(prob.theta0)
     assert float(sharp) == pytest.approx(4.25, abs=1e-12)
+
+
+# ------------------------------------------------------------------------ sharpness tracking
+def _coupled(th):
+    """A small non-convex loss with a moving top eigenvector."""
+    coupling = jnp.tanh(th[:-1] * th[1:] - 0.5) ** 2
+    return 0.5 * jnp.sum(jnp.arange(1.0, 7.0) * th**2) + 0.3 * jnp.sum(coupling)
+
+
+def test_track_sharpness_matches_dense_eigh():
+    a, b = jnp.linspace(1.0, -1.0, 6), jnp.array([0.3, 0.9, -0.4, 0.2, 0.8, -0.6])
+    path = a + jnp.linspace(0.0, 1.0, 13)[:, None] * (b - a)  # nearby consecutive points
+    trace = jax.jit(lambda p: dc.track_sharpness(_coupled, p, num_iters=5, lam=0.01))(path)
+    dense = jax.jit(jax.vmap(lambda p: dc.hessian_eigh(_coupled, p)[0][-1]))(path) + 0.01
+    np.testing.assert_allclose(np.asarray(trace.values), np.asarray(dense), rtol=1e-8)
+    assert np.all(np.asarray(trace.residuals) < 1e-3)  # eigenvalues converge quadratically faster
+    overlaps = np.sum(np.asarray(trace.vectors[1:]) * np.asarray(trace.vectors[:-1]), axis=1)
+    assert np.all(overlaps > 0)  # continuous signs along the path
+
+# ------------------------------------------------------------------------ finite-difference HVP
+def _toy(th):
+    """A non-quadratic 2-D loss."""
+    x, y = th[0], th[1]
+    return 0.5 * (x**2 + 3 * y**2) + 0.5 * x**2 * y + 0.1 * x**4 + 0.2 * jnp.sin(x + 2 * y)
+
+
+def test_finite_difference_hvp_converges_linearly():
+    def errors(th):
+        g = jax.grad(_toy)(th)
+        exact = dc.hvp(_toy, th, g)
+        return [jnp.linalg.norm(dc.hvp_fd(_toy, th, g, h=h) - exact) for h in (1e-2, 1e-3)]
+
+    errs = [float(e) for e in jax.jit(errors)(jnp.array([0.8, -0.5]))]
+    assert 8 < errs[0] / errs[1] < 12

@@ -1,4 +1,7 @@
-"""Vector fields of the modified flows, their integration, and the order of agreement with GD."""
+"""Vector fields of the modified flows, the closed-form log flow, and the order of agreement with GD.
+
+The integrators are tested in tests/test_integration.py.
+"""
 
 import jax
 import jax.numpy as jnp
@@ -64,7 +67,7 @@ def test_counter_terms_of_bilinear_model_match_closed_forms():
     np.testing.assert_allclose(np.asarray(xi0), xi0_expected, rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(np.asarray(xi1), xi1_expected, rtol=1e-12, atol=1e-14)
     # the alternative closed form xi_0 = 1/4 grad |g|^2 = 1/2 J g: ties xi_0 to the modified loss
-    tilde = dc.modified_loss(prob.loss, 1.0, lam=lam)  # L + lam/2 |th|^2 + 1/4 |g|^2
+    tilde = dc.modified_loss(prob.loss, eta=1.0, lam=lam)  # L + lam/2 |th|^2 + 1/4 |g|^2
     grad_tilde = np.asarray(jax.jit(jax.grad(tilde))(jnp.asarray(theta)))
     np.testing.assert_allclose(grad_tilde - g, xi0_expected, rtol=1e-12, atol=1e-14)
 
@@ -79,8 +82,8 @@ DICT_POINT = {"a": jnp.array([0.4, -1.3]), "b": jnp.array([0.7, 1.2])}
 
 def test_modified_field_order1_is_minus_gradient_of_modified_loss_on_pytree():
     eta, lam = 0.1, 0.3
-    field = dc.modified_field(dict_loss, eta, 1, lam=lam)
-    tilde = dc.modified_loss(dict_loss, eta, lam=lam)
+    field = dc.modified_field(dict_loss, eta=eta, order=1, lam=lam)
+    tilde = dc.modified_loss(dict_loss, eta=eta, lam=lam)
     f, mg = jax.jit(lambda p: (field(p), jax.tree_util.tree_map(jnp.negative, jax.grad(tilde)(p))))(DICT_POINT)
     for key in ("a", "b"):
         np.testing.assert_allclose(np.asarray(f[key]), np.asarray(mg[key]), rtol=1e-12, atol=1e-14)
@@ -93,14 +96,14 @@ def test_modified_loss_closed_form():
     g = jax.tree_util.tree_map(lambda a, t: a + lam * t, gl, th)
     sq = lambda tree: sum(float(jnp.sum(x**2)) for x in jax.tree_util.tree_leaves(tree))  # noqa: E731
     expected = float(dict_loss(th)) + 0.5 * lam * sq(th) + 0.25 * eta * sq(g)
-    assert float(jax.jit(dc.modified_loss(dict_loss, eta, lam=lam))(th)) == pytest.approx(expected, rel=1e-13)
+    assert float(jax.jit(dc.modified_loss(dict_loss, eta=eta, lam=lam))(th)) == pytest.approx(expected, rel=1e-13)
 
 
 def test_gradient_field_and_order0_field_on_bilinear(rng):
     x, y, lam = 2.0, 1.5, 0.25
     prob = dc.bilinear(x=x, y=y)
     gf = dc.gradient_field(prob.loss, lam=lam)
-    m0 = dc.modified_field(prob.loss, 0.3, 0, lam=lam)
+    m0 = dc.modified_field(prob.loss, eta=0.3, order=0, lam=lam)
     fields = jax.jit(lambda th: (gf(th), m0(th)))
     for theta in rng.standard_normal((3, 2)):
         r = y - x * theta[0] * theta[1]
@@ -115,7 +118,7 @@ def test_modified_field_order2_on_linear_field(rng, make_spd):
     eta, lam = 0.2, 0.1
     J = A + lam * np.eye(2)
     theta = rng.standard_normal(2)
-    field = dc.modified_field(dc.quadratic(A).loss, eta, 2, lam=lam)
+    field = dc.modified_field(dc.quadratic(A).loss, eta=eta, order=2, lam=lam)
     expected = -(J + eta * J @ J / 2 + eta**2 * J @ J @ J / 3) @ theta
     np.testing.assert_allclose(np.asarray(jax.jit(field)(jnp.asarray(theta))), expected, rtol=1e-12)
 
@@ -128,7 +131,7 @@ def test_log_flow_passes_through_gd_iterates_and_half_steps(rng, make_spd):
     w, V = np.linalg.eigh(J)
     theta0 = rng.standard_normal(4)
     ks = np.array([0.0, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0])  # in units of eta
-    flow_at = jax.jit(lambda eta: dc.log_flow_quadratic(A, theta0, eta * ks, eta=eta, lam=lam))
+    flow_at = jax.jit(lambda eta: dc.eom.log_flow_quadratic(A, theta0, eta * ks, eta=eta, lam=lam))
     for eta in (0.05, 0.15, 0.3):
         flow = np.asarray(flow_at(eta))
         assert flow.shape == (len(ks), 4)
@@ -151,98 +154,12 @@ def test_log_flow_passes_through_gd_iterates_and_half_steps(rng, make_spd):
 )
 def test_log_flow_raises_when_real_log_does_not_exist(diag, eta, lam):
     with pytest.raises(ValueError, match="eta \\* mu"):
-        dc.log_flow_quadratic(np.diag(diag), np.ones(2), [0.0, eta], eta=eta, lam=lam)
+        dc.eom.log_flow_quadratic(np.diag(diag), np.ones(2), [0.0, eta], eta=eta, lam=lam)
 
 
 def test_log_flow_allows_same_eta_without_weight_decay():
-    out = dc.log_flow_quadratic(np.diag([1.0, 2.0]), np.ones(2), [0.4], eta=0.4, lam=0.0)
+    out = dc.eom.log_flow_quadratic(np.diag([1.0, 2.0]), np.ones(2), [0.4], eta=0.4, lam=0.0)
     np.testing.assert_allclose(np.asarray(out[0]), [0.6, 0.2], rtol=1e-13)
-
-
-# ----------------------------------------------------------------------------- integrate
-def _expm_sym(A, t):
-    w, V = np.linalg.eigh(A)
-    return (V * np.exp(-w * t)[None, :]) @ V.T
-
-
-def test_integrate_linear_field_fixed_and_adaptive(rng, make_spd):
-    A = make_spd(rng, [0.5, 1.0, 3.0])
-    B = np.array([[0.7]])
-    y0 = {"u": jnp.asarray(rng.standard_normal(3)), "v": jnp.array([2.0])}
-    ts = np.linspace(0.0, 2.0, 5)
-    Aj, Bj = jnp.asarray(A), jnp.asarray(B)
-
-    def field(y):
-        return {"u": -Aj @ y["u"], "v": -Bj @ y["v"]}
-
-    expected_u = np.array([_expm_sym(A, t) @ np.asarray(y0["u"]) for t in ts])
-    expected_v = np.array([_expm_sym(B, t) @ np.asarray(y0["v"]) for t in ts])
-
-    @jax.jit
-    def both(y0):
-        return dc.integrate(field, y0, ts, dt=1e-2), dc.integrate(field, y0, ts)
-
-    fixed, adaptive = both(y0)
-    for sol, tol in ((fixed, 1e-9), (adaptive, 1e-9)):
-        np.testing.assert_allclose(np.asarray(sol.ts), ts)
-        np.testing.assert_allclose(np.asarray(sol.ys["u"]), expected_u, atol=tol)
-        np.testing.assert_allclose(np.asarray(sol.ys["v"]), expected_v, atol=tol)
-        assert int(sol.diverged_at) == -1
-
-
-def test_integrate_reports_blow_up_of_riccati_equation_without_nan():
-    # dy/dt = y^2, y(0) = 1: y = 1/(1 - t) blows up at t = 1. One compiled solve, two bounds.
-    ts = np.linspace(0.0, 2.0, 21)
-    solve = jax.jit(lambda max_norm: dc.integrate(lambda y: y**2, jnp.array(1.0), ts, dt=1e-2, max_norm=max_norm))
-    exact = 1.0 / (1.0 - ts[:10])  # t <= 0.9
-
-    # (a) a finite bound: the first save time where 1/(1 - t) > 4 is t = 0.8
-    sol = solve(4.0)
-    expected = int(np.argmax(exact > 4.0))
-    assert ts[expected] == pytest.approx(0.8)
-    assert int(sol.diverged_at) == expected
-    ys = np.asarray(sol.ys)
-    np.testing.assert_allclose(ys[:expected], exact[:expected], rtol=1e-8)
-    np.testing.assert_array_equal(ys[expected:], ys[expected - 1])
-
-    # (b) no bound at all: only the non-finite states past the blow-up count
-    sol = solve(np.inf)
-    ys, d = np.asarray(sol.ys), int(sol.diverged_at)
-    assert np.all(np.isfinite(ys))
-    # y <= 10 up to t = 0.9 and infinite at t = 1; the discrete solution is finite but huge
-    # there and overflows within a few steps after
-    assert 10 <= d <= 12
-    np.testing.assert_allclose(ys[:10], exact, rtol=1e-6)
-    np.testing.assert_array_equal(ys[d:], ys[d - 1])
-
-
-def test_integrate_stays_frozen_after_a_transient_excursion():
-    # y' = [[-1, 10], [0, -1]] y from (0, 1): y = (10 t e^-t, e^-t). Its norm rises above 2 near
-    # t = 0.25 and falls below 2 again after t = 3; once beyond max_norm the run counts as
-    # diverged for good, even though the state comes back.
-    M = jnp.array([[-1.0, 10.0], [0.0, -1.0]])
-    ts = np.linspace(0.0, 6.0, 25)
-    sol = dc.integrate(lambda y: M @ y, jnp.array([0.0, 1.0]), ts, dt=1e-2, max_norm=2.0)
-    exact = np.stack([10 * ts * np.exp(-ts), np.exp(-ts)], axis=1)
-    norms = np.linalg.norm(exact, axis=1)
-    expected = int(np.argmax(norms > 2.0))
-    assert norms[-1] < 2.0 and expected > 0  # the excursion really ends
-    assert int(sol.diverged_at) == expected
-    ys = np.asarray(sol.ys)
-    np.testing.assert_allclose(ys[:expected], exact[:expected], atol=1e-9)
-    np.testing.assert_array_equal(ys[expected:], np.broadcast_to(ys[expected - 1], ys[expected:].shape))
-
-
-def test_integrate_inside_jit_with_concrete_jax_array_times():
-    # A jitted compute (e.g. the one slider_figure compiles) that closes over save times made
-    # with jnp.linspace outside: the times are concrete, only the field's parameter is traced.
-    ts = jnp.linspace(0.0, 1.0, 3)
-
-    @jax.jit
-    def decay(rate):
-        return dc.integrate(lambda y: -rate * y, jnp.array([1.0]), ts, dt=0.05).ys[:, 0]
-
-    np.testing.assert_allclose(np.asarray(decay(2.0)), np.exp(-2.0 * np.asarray(ts)), rtol=1e-8)
 
 
 # ----------------------------------------------------------------------------- global order
@@ -263,8 +180,8 @@ def test_global_order_of_modified_flows_against_gd_on_bilinear():
     def flows_at_T(eta):
         out = []
         for order in (0, 1):
-            field = dc.modified_field(prob.loss, eta, order)
-            out.append(dc.integrate(field, prob.params0, ts, dt=eta / 16).ys[-1])
+            field = dc.modified_field(prob.loss, eta=eta, order=order)
+            out.append(dc.integrate(field, prob.theta0, ts, dt=eta / 16).ys[-1])
         return jnp.stack(out)
 
     errors = np.array(
@@ -280,8 +197,54 @@ def test_global_order_of_modified_flows_against_gd_on_bilinear():
 def test_log_flow_of_an_integer_matrix_is_that_of_the_same_float_matrix():
     """An integer A used to truncate the save times to integers (θ₀ at every t < 1)."""
     ts = [0.0, 0.25, 0.5]
-    as_int = dc.log_flow_quadratic([[2, 0], [0, 1]], [1, 1], ts, eta=0.1)
-    as_float = dc.log_flow_quadratic(np.diag([2.0, 1.0]), np.ones(2), ts, eta=0.1)
+    as_int = dc.eom.log_flow_quadratic([[2, 0], [0, 1]], [1, 1], ts, eta=0.1)
+    as_float = dc.eom.log_flow_quadratic(np.diag([2.0, 1.0]), np.ones(2), ts, eta=0.1)
     np.testing.assert_allclose(np.asarray(as_int), np.asarray(as_float), rtol=1e-14)
     # (1 − ημ)^{t/η} at t = 0.25
     np.testing.assert_allclose(np.asarray(as_float[1]), [0.8**2.5, 0.9**2.5], rtol=1e-12)
+
+
+# --------------------------------------------------- closed forms where two chapters' models coincide
+# (from the former tests/test_consistency.py; the functions now live in dc.eom, dc.noether and
+# dc.scale_invariance, and each still models its own paper, so these are checks that the closed
+# forms agree where the models describe the same thing: no momentum, leading order)
+GRID = [(0.1, 0.01), (0.05, 0.2), (0.3, 0.5), (1.0, 0.1)]
+
+
+@pytest.mark.parametrize("eta,lam", GRID)
+def test_translation_decay_of_heavy_ball_at_beta_0_is_gd_mean_decay(eta, lam):
+    """Noether's exact heavy-ball rate of a translation charge, at β = 0, is the EoM's -ln(1 - ηλ)."""
+    rates = dc.noether.translation_rates(eta=eta, beta=0.0, lam=lam)
+    assert float(rates.exact) == pytest.approx(-np.log1p(-eta * lam), rel=1e-12)
+    assert float(rates.exact) == pytest.approx(float(dc.eom.mean_decay_rate(eta=eta, lam=lam)), rel=1e-12)
+    assert float(rates.gradient_flow) == pytest.approx(float(dc.eom.mean_decay_rate(eta=eta, lam=lam, order=0)),
+                                                       rel=1e-14)
+    # Eq. (3) is correct through (ηλ)², as is the EoM with one counter term: they agree to O((ηλ)³)
+    x = eta * lam
+    assert abs(float(rates.eq3) - float(dc.eom.mean_decay_rate(eta=eta, lam=lam, order=1))) < 2 * x**3
+
+
+@pytest.mark.parametrize("beta", [0.0, 0.5, 0.9])
+@pytest.mark.parametrize("eta,lam", GRID[:3])
+def test_equilibrium_angle_is_the_chord_of_the_exact_heavy_ball_equilibrium(eta, lam, beta):
+    """√(2ηλ/(1+β)) is the chord of the exact heavy-ball equilibrium, cos Δ = 1 - ηλ/(1+β)."""
+    si = dc.scale_invariance
+    cos_delta = float(si.norm_equilibrium(eta=eta, beta=beta, lam=lam, c=1.0, model="gd").cos_delta)
+    assert cos_delta == pytest.approx(1 - eta * lam / (1 + beta), rel=1e-12)
+    assert 2 * (1 - cos_delta) == pytest.approx(float(si.equilibrium_angle(eta=eta, beta=beta, lam=lam)) ** 2,
+                                                rel=1e-12)
+
+
+@pytest.mark.parametrize("eta,lam,c", [(0.1, 0.01, 1.0), (0.02, 0.1, 0.7), (0.4, 0.05, 2.0)])
+def test_equilibrium_norms_agree_at_leading_order(eta, lam, c):
+    """Tanaka–Kunin's r⁴ (β = 0), the leading-order model and the SDE equilibrium are one formula, ηc²/(2λ)."""
+    si = dc.scale_invariance
+    leading = float(si.norm_equilibrium(eta=eta, lam=lam, c=c, model="leading").r4)
+    assert leading == pytest.approx(eta * c**2 / (2 * lam), rel=1e-14)
+    assert float(si.equilibrium_norm4(eta=eta, lam=lam, grad2=c**2)) == pytest.approx(leading, rel=1e-14)
+    assert float(si.equilibrium_norm4(eta=eta, lam=lam, grad2=c**2, coherent=False)) == pytest.approx(leading, rel=1e-14)
+    # the SDE's ‖x‖⁴ → ηC/(2λ) as k → ∞ (C = tr Σ at unit norm plays the role of c²)
+    assert float(si.sde_norm4(10 / (eta * lam), eta=eta, lam=lam, c2=c**2, r0=1.0)) == pytest.approx(leading, rel=1e-6)
+    # and the exact GD equilibrium differs from it at relative order ηλ, with the sign the EoM chapter derives
+    exact = float(si.norm_equilibrium(eta=eta, lam=lam, c=c, model="gd").r4)
+    assert exact / leading - 1 == pytest.approx(eta * lam / 2, rel=0.1 + eta * lam)

@@ -34,10 +34,10 @@ A2 = jnp.array([[0.0, -1.0], [1.0, 0.0]])
 N4 = jnp.full(4, 0.5)  # unit vector along (1, 1, 1, 1)
 
 SYMS = {
-    "translation": (dc.translation_symmetry(N4), lse, jnp.array([1.0, -0.3, 0.7, 2.0])),
-    "scale": (dc.scale_symmetry(), scale_inv, jnp.array([0.5, 1.0, -0.3])),
-    "rescale": (dc.rescale_symmetry(jnp.array([1.0, -1.0])), bilinear, jnp.array([1.0, 0.25])),
-    "rotation": (dc.rotation_symmetry(A2), radial, jnp.array([1.5, 0.2])),
+    "translation": (dc.noether.translation_symmetry(N4), lse, jnp.array([1.0, -0.3, 0.7, 2.0])),
+    "scale": (dc.noether.scale_symmetry(), scale_inv, jnp.array([0.5, 1.0, -0.3])),
+    "rescale": (dc.noether.rescale_symmetry(jnp.array([1.0, -1.0])), bilinear, jnp.array([1.0, 0.25])),
+    "rotation": (dc.noether.rotation_symmetry(A2), radial, jnp.array([1.5, 0.2])),
 }
 
 
@@ -46,9 +46,9 @@ def test_generators_have_their_closed_forms():
     q4, q2 = jnp.array([0.3, -1.0, 2.0, 0.5]), jnp.array([0.7, -1.2])
     out = jax.jit(
         lambda: (
-            dc.translation_symmetry(N4).generator(q4),
-            dc.scale_symmetry().generator(q4),
-            dc.rescale_symmetry(jnp.array([1.0, -1.0])).generator(q2),
+            dc.noether.translation_symmetry(N4).generator(q4),
+            dc.noether.scale_symmetry().generator(q4),
+            dc.noether.rescale_symmetry(jnp.array([1.0, -1.0])).generator(q2),
             SYMS["rotation"][0].generator(q2),
         )
     )()
@@ -57,7 +57,7 @@ def test_generators_have_their_closed_forms():
 
 
 def test_rotation_family_is_orthogonal_with_generator_aq():
-    sym, q = dc.rotation_symmetry(A2), jnp.array([0.6, -0.8])
+    sym, q = dc.noether.rotation_symmetry(A2), jnp.array([0.6, -0.8])
     moved = jax.jit(lambda s: sym.transform(q, s))(1.7)
     np.testing.assert_allclose(jnp.linalg.norm(moved), 1.0, rtol=1e-14)
     assert float(jnp.linalg.norm(moved - q)) > 0.5
@@ -68,22 +68,22 @@ def test_losses_have_their_symmetry_and_break_others(name):
     sym, loss, q = SYMS[name]
     # a loss without the symmetry gives a clearly non-zero residual
     other = (lambda x: jnp.sum((x - 0.3) ** 2)) if name != "rotation" else (lambda x: x[0])
-    res, res_other = jax.jit(lambda: (dc.symmetry_residual(loss, sym, q), dc.symmetry_residual(other, sym, q)))()
+    res, res_other = jax.jit(lambda: (dc.noether.symmetry_residual(loss, sym, q), dc.noether.symmetry_residual(other, sym, q)))()
     assert abs(float(res)) < 1e-13 and abs(float(res_other)) > 1e-2
 
 
 def test_ksb_euclidean_values():
     m, qd = 0.37, jnp.array([0.9, 0.1, -0.4, 0.2])
-    T, q = dc.euclidean_kinetic(m), jnp.array([0.3, -1.0, 2.0, 0.5])
+    T, q = dc.noether.euclidean_kinetic(m), jnp.array([0.3, -1.0, 2.0, 0.5])
     A4 = np.zeros((4, 4))
     A4[0, 1], A4[1, 0], A4[2, 3], A4[3, 2] = -1.0, 1.0, 0.5, -0.5
     syms = [
-        dc.translation_symmetry(N4),
-        dc.rotation_symmetry(A4),
-        dc.scale_symmetry(),
-        dc.rescale_symmetry(jnp.array([1.0, 1.0, -1.0, -1.0])),
+        dc.noether.translation_symmetry(N4),
+        dc.noether.rotation_symmetry(A4),
+        dc.noether.scale_symmetry(),
+        dc.noether.rescale_symmetry(jnp.array([1.0, 1.0, -1.0, -1.0])),
     ]
-    trans, rot, scale, resc = jax.jit(lambda: [dc.ksb_term(T, s, q, qd) for s in syms])()
+    trans, rot, scale, resc = jax.jit(lambda: [dc.noether.ksb_term(T, s, q, qd) for s in syms])()
     assert abs(float(trans)) < 1e-15 and abs(float(rot)) < 1e-15
     np.testing.assert_allclose(scale, m * qd @ qd, rtol=1e-14)  # 0.3774
     np.testing.assert_allclose(resc, 0.2294, rtol=1e-13)
@@ -91,15 +91,15 @@ def test_ksb_euclidean_values():
 
 def test_bregman_kinetic_reduces_to_euclidean_and_breaks_translation_otherwise():
     q, qd, alpha = jnp.array([0.3, -0.4, 0.8]), jnp.array([0.2, 0.5, -0.1]), 0.4
-    te = dc.bregman_kinetic(lambda x: 0.5 * x @ x, alpha)
-    tc = dc.bregman_kinetic(lambda x: jnp.sum(jnp.cosh(x)), alpha)
-    sym = dc.translation_symmetry(jnp.ones(3) / jnp.sqrt(3))
+    te = dc.noether.bregman_kinetic(lambda x: 0.5 * x @ x, alpha)
+    tc = dc.noether.bregman_kinetic(lambda x: jnp.sum(jnp.cosh(x)), alpha)
+    sym = dc.noether.translation_symmetry(jnp.ones(3) / jnp.sqrt(3))
     te_val, tE_val, ksb_c, ksb_e = jax.jit(
         lambda: (
             te(q, qd),
-            dc.euclidean_kinetic(math.exp(-alpha))(q, qd),
-            dc.ksb_term(tc, sym, q, qd),
-            dc.ksb_term(te, sym, q, qd),
+            dc.noether.euclidean_kinetic(math.exp(-alpha))(q, qd),
+            dc.noether.ksb_term(tc, sym, q, qd),
+            dc.noether.ksb_term(te, sym, q, qd),
         )
     )()
     np.testing.assert_allclose(te_val, tE_val, rtol=1e-14)
@@ -123,11 +123,11 @@ def test_nld_holds_pointwise_along_the_euler_lagrange_field():
     h, f = _cosh_setup()
     lam = 0.3  # weight decay in the potential: its term is part of the identity
     alpha, beta_t, gdot = 0.3, 0.2, 0.7
-    sym = dc.scale_symmetry()
-    field = dc.bregman_field(f, h, jnp.arcsinh, alpha=alpha, beta_t=beta_t, gamma_dot=gdot, lam=lam)
+    sym = dc.noether.scale_symmetry()
+    field = dc.noether.bregman_field(f, h, jnp.arcsinh, alpha=alpha, beta_t=beta_t, gamma_dot=gdot, lam=lam)
 
     def terms(state):
-        return dc.nld_terms(sym, state[0], field(state)[0], h=h, alpha=alpha, beta_t=beta_t, gamma_dot=gdot, lam=lam)
+        return dc.noether.nld_terms(sym, state[0], field(state)[0], h=h, alpha=alpha, beta_t=beta_t, gamma_dot=gdot, lam=lam)
 
     @jax.jit
     @jax.vmap
@@ -144,11 +144,11 @@ def test_nld_holds_pointwise_along_the_euler_lagrange_field():
 
 def test_bregman_field_with_euclidean_h_is_eq3():
     eta, beta, lam = 0.1, 0.6, 0.05
-    m, mu = dc.mass_damping(eta, beta)
-    bf = dc.bregman_field(
+    m, mu = dc.noether.mass_damping(eta=eta, beta=beta)
+    bf = dc.noether.bregman_field(
         bilinear, lambda x: 0.5 * x @ x, lambda z: z, alpha=-math.log(m), beta_t=math.log(m), gamma_dot=mu / m, lam=lam
     )
-    eq3 = dc.damped_particle_field(bilinear, eta, beta, lam)
+    eq3 = dc.noether.damped_particle_field(bilinear, eta=eta, beta=beta, lam=lam)
     q, v = jnp.array([0.8, -0.3]), jnp.array([0.2, 0.5])
     (qdot, zdot), vdot = jax.jit(lambda: (bf((q, q + m * v)), eq3((q, v))[1]))()  # z = q + e^{-alpha} v
     np.testing.assert_allclose(qdot, v, rtol=1e-13)
@@ -162,7 +162,7 @@ def test_gradient_flow_conserves_and_weight_decay_damps(name):
 
     @jax.jit
     def rate(lam):
-        return jax.jvp(sym.conserved, (q,), (dc.gradient_field(loss, lam)(q),))[1], sym.conserved(q)
+        return jax.jvp(sym.conserved, (q,), (dc.gradient_field(loss, lam=lam)(q),))[1], sym.conserved(q)
 
     for lam in (0.0, 0.2):
         r, value = rate(lam)
@@ -177,9 +177,9 @@ def test_gd_charge_step_is_exact_along_gd(name):
 
     @jax.jit
     def compute():
-        path = dc.run(dc.gd(eta, lam), loss, q0, n).params
+        path = dc.run(dc.gd(eta, lam=lam), loss, q0, n).params
         grads = jax.vmap(jax.grad(loss))(path[:-1])
-        pred = jax.vmap(lambda q, g: dc.gd_charge_step(sym, sym.conserved(q), g, eta, lam))(path[:-1], grads)
+        pred = jax.vmap(lambda q, g: dc.noether.gd_charge_step(sym, sym.conserved(q), g, eta=eta, lam=lam))(path[:-1], grads)
         return path, pred, jax.vmap(sym.conserved)(path)
 
     path, pred, values = compute()
@@ -193,11 +193,11 @@ def test_gd_charge_step_is_exact_along_gd(name):
 def test_discrete_nld_is_exact_for_heavy_ball(name):
     sym, loss, q0 = SYMS[name]
     eta, beta, lam, n = 0.05, 0.8, 0.02, 60
-    opt = dc.heavy_ball(eta, beta, lam)
+    opt = dc.heavy_ball(eta, beta=beta, lam=lam)
     if name == "rotation":  # from rest the rotation charge is zero forever: give the buffer a push
         opt = dc.with_momentum(opt, jnp.array([0.0, 2.0]))
-    J, K, W = jax.jit(lambda: dc.discrete_charges(sym, dc.run(opt, loss, q0, n).params))()
-    pred = dc.discrete_nld(J[:-1], K[:-1], W[1:], eta, beta, lam)
+    J, K, W = jax.jit(lambda: dc.noether.discrete_charges(sym, dc.run(opt, loss, q0, n).params))()
+    pred = dc.noether.discrete_nld(J[:-1], K[:-1], W[1:], eta=eta, beta=beta, lam=lam)
     np.testing.assert_allclose(pred, J[1:], atol=1e-13 * float(jnp.max(jnp.abs(J))) + 1e-16)
     if name in ("translation", "rotation"):
         assert float(jnp.max(jnp.abs(K))) < 1e-15
@@ -214,8 +214,8 @@ def test_charge_rate_is_the_continuum_limit_of_the_gd_step():
     @jax.jit
     def compute():
         g = jax.grad(loss)(q)
-        discrete = (dc.gd_charge_step(sym, sym.conserved(q), g, eta, lam) - sym.conserved(q)) / eta
-        rates = dc.charge_rate(sym, q, g, eta, 0.0, lam), dc.charge_rate(sym, q, g, eta, beta, lam)
+        discrete = (dc.noether.gd_charge_step(sym, sym.conserved(q), g, eta=eta, lam=lam) - sym.conserved(q)) / eta
+        rates = dc.noether.charge_rate(sym, q, g, eta=eta, lam=lam), dc.noether.charge_rate(sym, q, g, eta=eta, beta=beta, lam=lam)
         return discrete, rates, sym.conserved(q), sym.conserved(g)
 
     discrete, (rate0, rate_b), value, kinetic = compute()
@@ -227,106 +227,15 @@ def test_charge_rate_is_the_continuum_limit_of_the_gd_step():
 
 def test_translation_rates_exact_and_orders():
     eta, beta, lam, n = 0.1, 0.9, 0.01, 800
-    C = jax.jit(lambda: dc.run(dc.heavy_ball(eta, beta, lam), lse, jnp.array([1.0, -0.3, 0.7, 2.0]), n).params @ N4)()
+    C = jax.jit(lambda: dc.run(dc.heavy_ball(eta, beta=beta, lam=lam), lse, jnp.array([1.0, -0.3, 0.7, 2.0]), n).params @ N4)()
     measured = (jnp.log(jnp.abs(C[n // 2])) - jnp.log(jnp.abs(C[n]))) / (n // 2)
-    rates = dc.translation_rates(eta, beta, lam)
+    rates = dc.noether.translation_rates(eta=eta, beta=beta, lam=lam)
     np.testing.assert_allclose(measured, rates.exact, rtol=1e-10)
     for beta in (0.0, 0.5, 0.9):
         x, mu = 1e-4, 1 - beta
-        r = dc.translation_rates(0.1, beta, x / 0.1)
+        r = dc.noether.translation_rates(eta=0.1, beta=beta, lam=x / 0.1)
         assert abs(float(r.eq3 / r.exact - 1)) <= x**2 / (3 * mu**2)  # Eq. (3): second order right
         np.testing.assert_allclose(1 - r.gradient_flow / r.exact, x * (1 + beta) / (2 * mu**2), rtol=1e-2)
-
-
-# ----------------------------------------------------------------------------- normalization
-def test_angular_update_and_norm4_on_the_angle_toy():
-    toy = dc.angle_toy(1.0)
-    tail = jax.jit(
-        lambda eta, beta, lam: dc.run(dc.heavy_ball(eta, beta, lam), toy.loss, toy.params0, 6000).params[-200:]
-    )
-    for eta, beta, lam in [(0.1, 0.0, 0.01), (0.1, 0.9, 0.01)]:
-        path = tail(eta, beta, lam)
-        r2 = jnp.sum(path**2, axis=1)
-        step2 = jnp.sum(jnp.diff(path, axis=0) ** 2, axis=1)
-        np.testing.assert_allclose(
-            jnp.mean(step2) / jnp.mean(r2[:-1]), dc.equilibrium_angle(eta, lam, beta) ** 2, rtol=1e-9
-        )
-        exact4 = eta * (1 + beta) / ((1 - beta) ** 2 * (2 * lam - eta * lam**2 / (1 + beta)))
-        np.testing.assert_allclose(r2[-1] ** 2, exact4, rtol=1e-9)
-        np.testing.assert_allclose(
-            dc.equilibrium_norm4(eta, lam, 1.0, beta) / exact4, 1 - eta * lam / (2 * (1 + beta)), rtol=1e-12
-        )
-    # uncorrelated gradients: the momentum gain (1+beta)/(1-beta)^2 drops to 1/(1-beta)
-    ratio = dc.equilibrium_norm4(0.1, 1e-3, 1.0, 0.9, coherent=False) / dc.equilibrium_norm4(0.1, 1e-3, 1.0, 0.9)
-    np.testing.assert_allclose(ratio, 0.1 / 1.9, rtol=1e-14)
-
-
-def test_norm_law_closed_forms():
-    eta, lam, beta, n = 0.1, 0.01, 0.5, 300
-    g2 = jnp.full((n, 2), 0.7)
-    law = jax.jit(lambda lam, r0: dc.norm_law(g2, r0, eta, lam, beta))
-    r2 = law(lam, jnp.array([1.0, 3.0]))
-    t = eta * jnp.arange(n + 1)[:, None]
-    star = dc.equilibrium_norm4(eta, lam, 0.7, beta)
-    np.testing.assert_allclose(
-        r2**2, star + (jnp.array([1.0, 9.0]) - star) * jnp.exp(-4 * lam * t / (1 - beta)), rtol=1e-12
-    )
-    # no weight decay: the accumulation of AdaGrad, r^4 = r0^4 + 2 eta (1+beta)/(1-beta)^3 * sum(eta g^2)
-    r2 = law(0.0, jnp.ones(2))
-    np.testing.assert_allclose(r2[-1] ** 2, 1.0 + 2 * eta * 1.5 / 0.125 * n * eta * 0.7, rtol=1e-12)
-
-
-def test_coherence_of_coherent_and_uncorrelated_motion():
-    eta, beta = 0.1, 0.9
-    g2 = jnp.full(50, 2.0)
-    assert float(dc.coherence(eta**2 * g2 / (1 - beta) ** 2, g2, eta, beta)) == pytest.approx(1.0, rel=1e-14)
-
-    # uncorrelated unit gradients: E|d|^2 = eta^2 / (1 - beta^2) per step
-    @jax.jit
-    def kappa_of_noise(key):
-        xi = jax.random.normal(key, (100_000,))
-        d = jax.lax.scan(lambda b, x: (beta * b + x, -eta * (beta * b + x)), 0.0, xi)[1]
-        return dc.coherence(d[1000:] ** 2, xi[1000:] ** 2, eta, beta)
-
-    kappa = kappa_of_noise(jax.random.PRNGKey(0))
-    np.testing.assert_allclose(kappa, (1 - beta) / (1 + beta), rtol=0.05)
-
-
-def test_gd_on_a_scale_invariant_loss_is_rmsprop_on_the_sphere():
-    loss, q0 = scale_inv, jnp.array([1.0, 2.0, -0.6])  # r0² = 5.4: the dropped eta^4 g^4 / r^4 term is small
-    eta, lam, n = 0.1, 0.01, 300
-
-    @jax.jit
-    def gd_run():
-        path = dc.run(dc.gd(eta, lam), loss, q0, n).params
-        g2 = jax.vmap(lambda q: jnp.sum(q**2) * jnp.sum(jax.grad(loss)(q) ** 2))(path[:-1])  # |grad f(u)|^2
-        return path, jnp.sum(path**2, axis=1), g2
-
-    path, r2, g2 = gd_run()
-    c = 1 - eta * lam
-    np.testing.assert_allclose(
-        r2[1:] ** 2, c**4 * r2[:-1] ** 2 + 2 * c**2 * eta**2 * g2 + eta**4 * g2**2 / r2[:-1] ** 2, rtol=1e-12
-    )
-    rho, eta_r, G0 = dc.rmsprop_mapping(eta, lam, r2[0])
-    np.testing.assert_allclose(rho, c**4, rtol=1e-15)
-    sphere = jax.jit(lambda rho: dc.sphere_rmsprop(loss, q0, n, eta_r, rho, G0).u)
-    u, foil = sphere(rho), sphere(1 - 10 * (1 - rho))  # the mapped discount and a wrong one
-    unit = path / jnp.sqrt(r2)[:, None]
-    angle, foil_angle = (np.max(np.arccos(np.clip(np.sum(x * unit, axis=1), -1, 1))) for x in (u, foil))
-    # the first step is exact (same direction step), the rest differs only by the eta^4 g^4 / r^4 term
-    np.testing.assert_allclose(u[1], unit[1], atol=1e-14)
-    assert angle < 1e-4 and foil_angle > 10 * angle
-
-
-def test_scaled_initialization_is_rescaled_hyperparameters():
-    loss, q0, n = scale_inv, jnp.array([0.5, 1.0, -0.3]), 200
-    hb = jax.jit(lambda q, eta, beta, lam: dc.run(dc.heavy_ball(eta, beta, lam), loss, q, n).params)
-    for alpha, beta in [(3.0, 0.0), (0.5, 0.9)]:
-        eta, lam = 0.1, 1e-3
-        eta2, lam2 = dc.rescaled_hparams(alpha, eta, lam)
-        np.testing.assert_allclose(
-            hb(alpha * q0, eta, beta, lam), alpha * hb(q0, eta2, beta, lam2), rtol=1e-12, atol=1e-14
-        )
 
 
 # ----------------------------------------------------------------------------- Eq. 3 and optimizers
@@ -336,11 +245,11 @@ def test_eq3_with_matched_velocity_is_second_order():
     @jax.jit
     def errors(eta):
         n = jnp.round(T / eta).astype(int)
-        hb = dc.run(dc.heavy_ball(eta, beta), bilinear, dc.bilinear().params0, 128).params[n]
-        field = dc.damped_particle_field(bilinear, eta, beta)
-        q0 = dc.bilinear().params0
+        hb = dc.run(dc.heavy_ball(eta, beta=beta), bilinear, dc.bilinear().theta0, 128).params[n]
+        field = dc.noether.damped_particle_field(bilinear, eta=eta, beta=beta)
+        q0 = dc.bilinear().theta0
         out = []
-        for v0 in (dc.matched_velocity(bilinear, q0, beta), jnp.zeros(2)):
+        for v0 in (dc.noether.matched_velocity(bilinear, q0, beta=beta), jnp.zeros(2)):
             y = dc.integrate(field, (q0, v0), jnp.array([0.0, T]), dt=eta / 8, max_steps=1024).ys[0][-1]
             out.append(jnp.linalg.norm(y - hb))
         return jnp.stack(out)
@@ -359,7 +268,7 @@ def test_heavy_ball_decoupled_weight_decay_matches_its_recursion():
     @jax.jit
     def run(beta):
         return [
-            dc.run(dc.heavy_ball(eta, beta, lam, decoupled=d), prob.loss, prob.params0, n).params for d in (True, False)
+            dc.run(dc.heavy_ball(eta, beta=beta, lam=lam, decoupled=d), prob.loss, prob.theta0, n).params for d in (True, False)
         ]
 
     traj, coupled = run(beta)
@@ -378,7 +287,7 @@ def test_heavy_ball_decoupled_weight_decay_matches_its_recursion():
 def test_decoupled_decay_shrinks_a_translation_charge_by_exactly_one_minus_eta_lam():
     eta, beta, lam, n = 0.1, 0.9, 0.01, 50
     C = jax.jit(
-        lambda: dc.run(dc.heavy_ball(eta, beta, lam, decoupled=True), lse, jnp.array([1.0, -0.3, 0.7, 2.0]), n).params
+        lambda: dc.run(dc.heavy_ball(eta, beta=beta, lam=lam, decoupled=True), lse, jnp.array([1.0, -0.3, 0.7, 2.0]), n).params
         @ N4
     )()
     np.testing.assert_allclose(C[1:] / C[:-1], 1 - eta * lam, rtol=1e-12)
@@ -389,7 +298,7 @@ def test_with_momentum_sets_the_first_step():
     q0 = jnp.array([1.5, 0.0])
     q1, g0 = jax.jit(
         lambda: (
-            dc.run(dc.with_momentum(dc.heavy_ball(eta, beta, lam), b0), radial, q0, 1).params[1],
+            dc.run(dc.with_momentum(dc.heavy_ball(eta, beta=beta, lam=lam), b0), radial, q0, 1).params[1],
             jax.grad(radial)(q0),
         )
     )()
@@ -401,14 +310,9 @@ def test_with_momentum_sets_the_first_step():
 # ----------------------------------------------------------------------------- validation
 def test_invalid_arguments_raise():
     with pytest.raises(ValueError, match="skew"):
-        dc.rotation_symmetry(jnp.eye(2))
+        dc.noether.rotation_symmetry(jnp.eye(2))
     with pytest.raises(ValueError, match="conserved"):
-        dc.gd_charge_step(dc.rotation_symmetry(A2), 1.0, jnp.ones(2), 0.1)
+        dc.noether.gd_charge_step(dc.noether.rotation_symmetry(A2), 1.0, jnp.ones(2), eta=0.1)
     with pytest.raises(ValueError, match="beta must be"):
-        dc.damped_particle_field(bilinear, 0.1, 1.0)
-    with pytest.raises(ValueError, match="eta must be"):
-        dc.equilibrium_angle(-0.1, 0.01)
-    with pytest.raises(ValueError, match="alpha must be"):
-        dc.rescaled_hparams(0.0, 0.1, 0.01)
-    with pytest.raises(ValueError, match="n_steps"):
-        dc.sphere_rmsprop(scale_inv, jnp.ones(3), 0, 0.1, 0.9, 1.0)
+        dc.noether.damped_particle_field(bilinear, eta=0.1, beta=1.0)
+    # the checks of equilibrium_angle, rescaled_hparams and sphere_rmsprop: tests/test_scale_invariance.py

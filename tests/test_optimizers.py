@@ -1,9 +1,6 @@
-"""Optimizers against their hand-written recursions, and the divergence-aware runner."""
-
-import math
+"""Optimizers against their hand-written recursions (the runner itself: tests/test_runner.py)."""
 
 import jax
-import jax.extend
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -26,7 +23,7 @@ def test_gd_equals_matrix_power_closed_form(quad):
     A, _, theta0, _ = quad
     eta, lam, n = 0.2, 0.1, 12
     prob = dc.quadratic(A, theta0=theta0)  # b = 0: theta_k = (I - eta (A + lam I))^k theta0
-    traj = dc.run(dc.gd(eta, lam), prob.loss, prob.params0, n)
+    traj = dc.run(dc.gd(eta, lam=lam), prob.loss, prob.theta0, n)
     P = np.asarray(traj.params)
     assert P.shape == (n + 1, 4)
     M = np.eye(4) - eta * (A + lam * np.eye(4))
@@ -41,7 +38,7 @@ def test_gd_equals_matrix_power_closed_form(quad):
 def test_heavy_ball_equals_hand_written_recursion(quad):
     A, b, theta0, prob = quad
     eta, beta, lam, n = 0.1, 0.8, 0.05, 15
-    traj = dc.run(dc.heavy_ball(eta, beta, lam), prob.loss, prob.params0, n)
+    traj = dc.run(dc.heavy_ball(eta, beta=beta, lam=lam), prob.loss, prob.theta0, n)
     prev, th = theta0.copy(), theta0.copy()  # at rest: theta_{-1} = theta_0
     expected = [th]
     for _ in range(n):
@@ -68,8 +65,8 @@ def test_rmsprop_equals_hand_written_recursion_both_eps_conventions(quad):
     A, b, theta0, prob = quad
     # eps large enough that inside/outside the root give visibly different paths
     eta, rho, eps, lam, n = 0.05, 0.9, 0.1, 0.02, 12
-    inside = dc.run(dc.rmsprop(eta, rho, eps, lam), prob.loss, prob.params0, n)
-    outside = dc.run(dc.rmsprop(eta, rho, eps, lam, eps_inside=False), prob.loss, prob.params0, n)
+    inside = dc.run(dc.rmsprop(eta, rho=rho, eps=eps, lam=lam), prob.loss, prob.theta0, n)
+    outside = dc.run(dc.rmsprop(eta, rho=rho, eps=eps, lam=lam, eps_inside=False), prob.loss, prob.theta0, n)
     exp_in = _rmsprop_np(A, b, theta0, eta, rho, eps, lam, n, inside=True)
     exp_out = _rmsprop_np(A, b, theta0, eta, rho, eps, lam, n, inside=False)
     assert np.max(np.abs(exp_in - exp_out)) > 1e-3  # the two conventions really differ here
@@ -96,8 +93,8 @@ def _adam_np(A, b, theta0, eta, beta, rho, eps, lam, n, inside):
 def test_adam_equals_hand_written_bias_corrected_recursion(quad):
     A, b, theta0, prob = quad
     eta, beta, rho, eps, lam, n = 0.05, 0.8, 0.95, 0.05, 0.02, 12
-    inside = dc.run(dc.adam(eta, beta, rho, eps, lam), prob.loss, prob.params0, n)
-    outside = dc.run(dc.adam(eta, beta, rho, eps, lam, eps_inside=False), prob.loss, prob.params0, n)
+    inside = dc.run(dc.adam(eta, beta=beta, rho=rho, eps=eps, lam=lam), prob.loss, prob.theta0, n)
+    outside = dc.run(dc.adam(eta, beta=beta, rho=rho, eps=eps, lam=lam, eps_inside=False), prob.loss, prob.theta0, n)
     exp_in = _adam_np(A, b, theta0, eta, beta, rho, eps, lam, n, inside=True)
     exp_out = _adam_np(A, b, theta0, eta, beta, rho, eps, lam, n, inside=False)
     assert np.max(np.abs(exp_in - exp_out)) > 1e-3
@@ -108,7 +105,7 @@ def test_adam_equals_hand_written_bias_corrected_recursion(quad):
 def test_adam_eps_outside_is_optax_default(quad):
     _, _, _, prob = quad
     eta, beta, rho, eps, n = 0.05, 0.8, 0.95, 0.05, 8
-    ours = dc.run(dc.adam(eta, beta, rho, eps, eps_inside=False), prob.loss, prob.params0, n)
+    ours = dc.run(dc.adam(eta, beta=beta, rho=rho, eps=eps, eps_inside=False), prob.loss, prob.theta0, n)
     tx = optax.adam(eta, b1=beta, b2=rho, eps=eps)  # optax defaults otherwise (eps_root=0)
 
     @jax.jit
@@ -116,7 +113,7 @@ def test_adam_eps_outside_is_optax_default(quad):
         updates, state = tx.update(jax.grad(prob.loss)(params), state, params)
         return optax.apply_updates(params, updates), state
 
-    params, state = prob.params0, tx.init(prob.params0)
+    params, state = prob.theta0, tx.init(prob.theta0)
     path = [params]
     for _ in range(n):
         params, state = step(params, state)
@@ -124,261 +121,47 @@ def test_adam_eps_outside_is_optax_default(quad):
     np.testing.assert_allclose(np.asarray(ours.params), np.asarray(jnp.stack(path)), atol=1e-13)
 
 
-# ----------------------------------------------------------------------------- divergence
-def _first_step_beyond(factor, theta0, max_norm):
-    k = 0
-    while factor**k * abs(theta0) <= max_norm:
-        k += 1
-    return k
+# ----------------------------------------------------------------------------- DAL
+def test_dal_step_equals_hand_computation(rng, make_spd):
+    A = make_spd(rng, [4.0, 1.0, 0.3])
+    loss, th = dc.quadratic(A).loss, rng.standard_normal(3)
+    rate_fn = jax.jit(jax.vmap(lambda th, p, m: dc.optimizers.dal_rate(loss, th, p=p, max_lr=m),
+                               (0, None, None)))
+    two_steps = jax.jit(lambda th, p, m, beta, lam: dc.run(
+        dc.dal(loss, p=p, max_lr=m, beta=beta, lam=lam), loss, th, 2).params)
+    for p, max_lr in ((1.0, 5.0), (0.5, 5.0), (2.0, 0.1)):
+        g = A @ th
+        v = np.linalg.norm(A @ (g / np.linalg.norm(g)))
+        rate = min(2 / v**p, max_lr)
+        np.testing.assert_allclose(float(rate_fn(jnp.asarray(th)[None], p, max_lr)[0]), rate,
+                                   rtol=1e-13)
+        first = two_steps(jnp.asarray(th), p, max_lr, 0.0, 0.0)[1]
+        np.testing.assert_allclose(np.asarray(first), th - rate * g, rtol=1e-13)
+    # heavy ball with DAL and weight decay: m₁ = r₀ g₀, θ₁ = θ₀ - m₁; m₂ = β m₁ + r₁ g₁
+    beta, lam = 0.5, 0.1
+    J = A + lam * np.eye(3)
+    path = two_steps(jnp.asarray(th), 1.0, 5.0, beta, lam)
+    g0 = J @ th
+    m1 = 2 / np.linalg.norm(J @ g0 / np.linalg.norm(g0)) * g0
+    th1 = th - m1
+    g1 = J @ th1
+    th2 = th1 - (beta * m1 + 2 / np.linalg.norm(J @ g1 / np.linalg.norm(g1)) * g1)
+    np.testing.assert_allclose(np.asarray(path[2]), th2, rtol=1e-12)
+    # DAL-1 sits at or beyond the edge of stability: η μ_max >= 2 (μ_max = 4) at any point
+    rates = rate_fn(jnp.asarray(rng.standard_normal((500, 3))), 1.0, 1e6)
+    assert float(jnp.min(rates)) * 4.0 >= 2.0
+    assert float(rate_fn(jnp.zeros((1, 3)), 1.0, 3.0)[0]) == 3.0  # g = 0: the cap
 
 
-def test_run_reports_divergence_of_gd_on_1d_quadratic():
-    a, eta, theta0, max_norm, n = 1.0, 2.5, 0.7, 1e3, 40
-    prob = dc.quadratic([[a]], theta0=[theta0])
-    traj = dc.run(dc.gd(eta), prob.loss, prob.params0, n, max_norm=max_norm)
-    # theta_k = (1 - eta a)^k theta0 = (-1.5)^k theta0: first k with 1.5^k |theta0| > max_norm
-    k_div = _first_step_beyond(abs(1 - eta * a), theta0, max_norm)
-    assert 0 < k_div < n
-    assert int(traj.diverged_at) == k_div
-    assert bool(traj.diverged)
-    P = np.asarray(traj.params)[:, 0]
-    L = np.asarray(traj.loss)
-    assert P.shape == (n + 1,) and L.shape == (n + 1,)
-    assert np.all(np.isfinite(P)) and np.all(np.isfinite(L))
-    ks = np.arange(k_div)
-    np.testing.assert_allclose(P[:k_div], (1 - eta * a) ** ks * theta0, rtol=1e-12)
-    # frozen at the last good iterate from then on, which is within max_norm
-    np.testing.assert_array_equal(P[k_div:], P[k_div - 1])
-    assert abs(P[k_div - 1]) <= max_norm
-    np.testing.assert_allclose(L, 0.5 * a * P**2, rtol=1e-12)
-    assert traj.status() == f"diverged at step {k_div}"
-    with pytest.raises(dc.DivergenceError) as info:
-        traj.raise_if_diverged()
-    assert info.value.step == k_div
-    assert str(k_div) in str(info.value)
-    # valid_prefix keeps exactly the iterates before divergence
-    np.testing.assert_array_equal(dc.valid_prefix(P, traj.diverged_at), P[:k_div])
+def test_dal_rate_is_also_the_principal_namespaces():
+    assert dc.principal.dal_rate is dc.optimizers.dal_rate
 
 
-def test_run_stays_bounded_below_stability_threshold():
-    a, eta, theta0, n = 1.0, 1.9, 0.7, 40
-    prob = dc.quadratic([[a]], theta0=[theta0])
-    traj = dc.run(dc.gd(eta), prob.loss, prob.params0, n, max_norm=1e3)
-    assert int(traj.diverged_at) == -1 and not bool(traj.diverged)
-    assert traj.status() == "stayed bounded"
-    assert traj.raise_if_diverged() is traj
-    np.testing.assert_allclose(np.asarray(traj.params)[:, 0], (1 - eta * a) ** np.arange(n + 1) * theta0, rtol=1e-12)
-
-
-def _log_loss(theta):
-    # finite for theta > 0 only; GD with eta = 0.6 goes 1 -> 0.4 -> -1.1, where the log is NaN
-    return jnp.log(theta[0])
-
-
-def test_nan_loss_is_reported_as_divergence_not_returned():
-    traj = dc.run(dc.gd(0.6), _log_loss, jnp.array([1.0]), 6)
-    assert int(traj.diverged_at) >= 0
-    assert np.all(np.isfinite(np.asarray(traj.params)))
-    assert np.all(np.isfinite(np.asarray(traj.loss))), np.asarray(traj.loss)
-
-
-def test_nan_loss_valid_prefix_is_finite():
-    # iterates: 1, 0.4, -1.1; the loss of theta_2 = -1.1 is the first non-finite value, so
-    # the run diverged at step 2 and the valid prefix is theta_0, theta_1.
-    traj = dc.run(dc.gd(0.6), _log_loss, jnp.array([1.0]), 6)
-    assert int(traj.diverged_at) == 2
-    prefix = dc.valid_prefix(np.asarray(traj.loss), traj.diverged_at)
-    np.testing.assert_allclose(prefix, [0.0, math.log(0.4)], rtol=1e-14)
-
-
-def test_vmap_of_run_over_eta_grid_equals_separate_runs():
-    A = np.diag([1.0, 3.0])
-    prob = dc.quadratic(A, theta0=[1.0, -0.5])
-    etas = np.array([0.05, 0.3, 0.6, 0.7])  # 0.7 * 3 = 2.1 > 2: the last one diverges
-    n, max_norm = 25, 2.0
-
-    def run_gd(eta):
-        return dc.run(dc.gd(eta), prob.loss, prob.params0, n, max_norm=max_norm)
-
-    batched = jax.jit(jax.vmap(run_gd))(jnp.asarray(etas))
-    single_run = jax.jit(run_gd)  # compiled once, then one separate run per eta
-    assert batched.params.shape == (len(etas), n + 1, 2)
-    assert int(batched.diverged_at[-1]) > 0
-    assert np.all(np.asarray(batched.diverged_at[:-1]) == -1)
-    for i, eta in enumerate(etas):
-        single = single_run(float(eta))
-        np.testing.assert_allclose(np.asarray(batched.params[i]), np.asarray(single.params), rtol=1e-13, atol=1e-15)
-        np.testing.assert_allclose(np.asarray(batched.loss[i]), np.asarray(single.loss), rtol=1e-13, atol=1e-15)
-        assert int(batched.diverged_at[i]) == int(single.diverged_at)
-    # the diverging one: |1 - 0.7 * 3| = 1.1 along the second axis, |theta0_2| = 0.5
-    expected = _first_step_beyond(1.1, 0.5, max_norm)
-    # norm includes the (decaying) first coordinate; it is < 1e-3 by then, so the same step
-    assert int(batched.diverged_at[-1]) == expected
-
-
-# ----------------------------------------------------------------------------- chains
-N_CHAINS, CHAIN_STEPS, CHAIN_ETA = 4000, 2, 0.5
-
-
-@pytest.fixture(scope="module")
-def sgd_chains(nl_problem):
-    """run_chains of SGD (batch 4 of 24) on normalized_linear, jitted once as a function of the key."""
-    grad_fn = dc.minibatch_grad(nl_problem, 4)
-    return jax.jit(
-        lambda key: dc.run_chains(
-            dc.gd(CHAIN_ETA),
-            nl_problem.loss,
-            nl_problem.params0,
-            CHAIN_STEPS,
-            grad_fn=grad_fn,
-            key=key,
-            n_chains=N_CHAINS,
-        )
-    )
-
-
-def test_run_chains_reproducible_and_independent(nl_problem, sgd_chains):
-    a = sgd_chains(jax.random.PRNGKey(0))
-    b = sgd_chains(jax.random.PRNGKey(0))
-    c = sgd_chains(jax.random.PRNGKey(1))
-    n, s = N_CHAINS, CHAIN_STEPS + 1
-    assert a.params.shape == (n, s, 3) and a.loss.shape == (n, s) and a.diverged_at.shape == (n,)
-    np.testing.assert_array_equal(np.asarray(a.params), np.asarray(b.params))  # same key: same chains
-    assert not np.allclose(np.asarray(a.params[:10, -1]), np.asarray(c.params[:10, -1]))  # other key
-    # chains of one call are different from each other (no shared noise), all start at params0
-    P = np.asarray(a.params)
-    np.testing.assert_array_equal(P[:, 0], np.broadcast_to(np.asarray(nl_problem.params0), (n, 3)))
-    assert not np.allclose(P[0, -1], P[1, -1]) and not np.allclose(P[1, -1], P[2, -1])
-    # two draws from C(24, 4) = 10626 possible batches per chain: nearly all chains distinct
-    assert len(np.unique(np.round(P[:, -1], 12), axis=0)) > 0.9 * n
-
-
-def test_mean_of_sgd_chains_after_one_step_is_the_gd_step(nl_problem, sgd_chains):
-    prob = nl_problem
-    eta = CHAIN_ETA
-    chains = sgd_chains(jax.random.PRNGKey(42))
-    n_chains = N_CHAINS
-    step1 = np.asarray(chains.params[:, 1])
-    gd_step = np.asarray(prob.params0 - eta * jax.jit(jax.grad(prob.loss))(prob.params0))
-    stderr = step1.std(axis=0) / np.sqrt(n_chains)
-    assert np.all(step1.std(axis=0) > 1e-3)  # SGD really is noisy here
-    assert np.all(np.abs(step1.mean(axis=0) - gd_step) < 5 * stderr)
-
-
-def test_sgd_with_full_batch_equals_gd(nl_problem):
-    prob = nl_problem
-    grad_fn = dc.minibatch_grad(prob, 24)  # full batch: SGD is GD, whatever the key
-
-    @jax.jit
-    def both(key):
-        sgd = dc.run(dc.gd(0.3), prob.loss, prob.params0, 4, grad_fn=grad_fn, key=key)
-        return sgd, dc.run(dc.gd(0.3), prob.loss, prob.params0, 4)
-
-    sgd, gd = both(jax.random.PRNGKey(9))
-    np.testing.assert_allclose(np.asarray(sgd.params), np.asarray(gd.params), rtol=1e-12, atol=1e-15)
-
-
-@pytest.mark.parametrize("every", [2, 5, 25])
-def test_run_every_keeps_exactly_the_subsampled_trajectory(every):
-    """every=e must give iterates e, 2e, ... of the full run, bit for bit, and the same divergence step."""
-    A = jnp.diag(jnp.array([1.0, 3.0]))
-    loss = lambda th: 0.5 * th @ A @ th
-    for eta in (0.3, 0.8):  # 0.8 * 3 > 2: diverges, at a step that is not a multiple of every
-        full = dc.run(dc.gd(eta), loss, jnp.array([1.0, 1.0]), 50, max_norm=1e3)
-        sub = dc.run(dc.gd(eta), loss, jnp.array([1.0, 1.0]), 50, max_norm=1e3, every=every)
-        np.testing.assert_array_equal(sub.params, full.params[::every])
-        np.testing.assert_array_equal(sub.loss, full.loss[::every])
-        assert int(sub.diverged_at) == int(full.diverged_at)
-    assert int(full.diverged_at) > 0 and int(full.diverged_at) % every != 0
-
-
-def test_run_every_with_stochastic_gradients_uses_the_same_noise(nl_problem):
-    grad_fn = dc.minibatch_grad(nl_problem, 8)
-    kw = dict(grad_fn=grad_fn, key=jax.random.PRNGKey(3))
-    full = dc.run(dc.gd(0.1, 0.01), nl_problem.loss, nl_problem.params0, 40, **kw)
-    sub = dc.run(dc.gd(0.1, 0.01), nl_problem.loss, nl_problem.params0, 40, every=8, **kw)
-    np.testing.assert_array_equal(sub.params, full.params[::8])
-
-
-def test_run_every_must_divide_n_steps():
-    with pytest.raises(ValueError, match="every must divide n_steps, got every=3, n_steps=10"):
-        dc.run(dc.gd(0.1), lambda th: jnp.sum(th**2), jnp.ones(2), 10, every=3)
-    with pytest.raises(ValueError, match="every must be a positive integer"):
-        dc.run(dc.gd(0.1), lambda th: jnp.sum(th**2), jnp.ones(2), 10, every=0)
-
-
-# ----------------------------------------------------------------------------- recorded gradients
-def test_run_records_no_gradients_by_default():
-    traj = dc.run(dc.gd(0.1), lambda th: jnp.sum(th**2), jnp.ones(2), 5)
-    assert traj.grads is None
-    params, loss, diverged_at, grads = traj  # a 4-field named tuple
-    assert grads is None and params.shape == (6, 2)
-
-
-def test_recorded_minibatch_gradients_are_those_the_steps_used(nl_problem):
-    grad_fn = dc.minibatch_grad(nl_problem, 4)
-    key, n = jax.random.PRNGKey(5), 30
-    traj = dc.run(dc.heavy_ball(0.2, 0.5, 0.01), nl_problem.loss, nl_problem.params0, n,
-                  grad_fn=grad_fn, key=key, record_grads=True)
-    # replay: the same minibatch (the step's key) at every iterate the run stepped from
-    replay = jax.vmap(grad_fn)(traj.params[:-1], jax.random.split(key, n))
-    assert traj.grads.shape == (n, 3)
-    np.testing.assert_allclose(traj.grads, replay, rtol=1e-12, atol=1e-15)
-    # and they are not the full-batch gradients (so the check above can tell them apart)
-    full = jax.vmap(jax.grad(nl_problem.loss))(traj.params[:-1])
-    assert np.max(np.abs(np.asarray(traj.grads - full))) > 1e-3
-    # stepping with them reproduces the run: m_{k+1} = beta m_k + g_k + lam theta_k, theta -= eta m
-    theta, m = np.asarray(nl_problem.params0), np.zeros(3)
-    for k in range(n):
-        m = 0.5 * m + np.asarray(traj.grads[k]) + 0.01 * theta
-        theta = theta - 0.2 * m
-    np.testing.assert_allclose(theta, traj.params[-1], rtol=1e-12, atol=1e-14)
-
-
-@pytest.mark.parametrize("every", [1, 5])
-def test_recorded_gradients_with_every_and_after_divergence(every):
-    A = jnp.diag(jnp.array([1.0, 3.0]))
-    loss = lambda th: 0.5 * th @ A @ th
-    traj = dc.run(dc.gd(0.8), loss, jnp.array([1.0, 1.0]), 50, max_norm=1e3, every=every,
-                  record_grads=True)  # diverges: |1 - 0.8 * 3| = 1.4
-    assert int(traj.diverged_at) > 0
-    assert traj.grads.shape == (50 // every, 2)
-    expected = jax.vmap(jax.grad(loss))(traj.params[:-1])  # at each saved iterate (frozen ones too)
-    np.testing.assert_allclose(traj.grads, expected, rtol=1e-13)
-    assert np.all(np.isfinite(np.asarray(traj.grads)))
-
-
-# ----------------------------------------------------------------------------- runs without a loss
-def test_stochastic_run_without_a_loss_takes_the_same_steps(nl_problem):
-    grad_fn = dc.minibatch_grad(nl_problem, 4)
-    kw = dict(grad_fn=grad_fn, key=jax.random.PRNGKey(11), every=5, record_grads=True)
-    with_loss = dc.run(dc.heavy_ball(0.2, 0.5), nl_problem.loss, nl_problem.params0, 40, **kw)
-    without = dc.run(dc.heavy_ball(0.2, 0.5), None, nl_problem.params0, 40, **kw)
-    assert without.loss is None and with_loss.loss.shape == (9,)
-    np.testing.assert_array_equal(without.params, with_loss.params)
-    np.testing.assert_array_equal(without.grads, with_loss.grads)
-    assert int(without.diverged_at) == int(with_loss.diverged_at) == -1
-
-
-def test_run_without_a_loss_still_reports_divergence():
-    A = jnp.diag(jnp.array([1.0, 3.0]))
-    grad_fn = lambda th, key: A @ th  # noqa: E731  (deterministic; the key is unused)
-    kw = dict(key=jax.random.PRNGKey(0), max_norm=1e3)
-    without = dc.run(dc.gd(0.8), None, jnp.array([1.0, 1.0]), 50, grad_fn=grad_fn, **kw)
-    reference = dc.run(dc.gd(0.8), lambda th: 0.5 * th @ A @ th, jnp.array([1.0, 1.0]), 50, max_norm=1e3)
-    assert int(without.diverged_at) == int(reference.diverged_at) > 0  # |1 - 0.8 * 3| = 1.4
-    np.testing.assert_array_equal(without.params, reference.params)  # frozen at the same iterate
-    with pytest.raises(ValueError, match="loss is required unless grad_fn is given"):
-        dc.run(dc.gd(0.1), None, jnp.ones(2), 10)
-
-
-# ----------------------------------------------------------------------------- cost of a step
-def test_a_deterministic_step_evaluates_the_loss_once(count_primitives):
-    # the loss and the gradient of an iterate come from one forward-backward pass: sin appears
-    # once per evaluation (its derivative is a cos), so a run of any length has two sins, one at
-    # the start and one in the scanned step. Evaluating the loss and the gradient apart would give three.
-    loss = lambda th: jnp.sum(jnp.sin(th))  # noqa: E731
-    jaxpr = jax.make_jaxpr(lambda th: dc.run(dc.gd(0.1), loss, th, 20).loss)(jnp.ones(2)).jaxpr
-    assert count_primitives(jaxpr, "scan") >= 1
-    assert count_primitives(jaxpr, "sin") == 2
-    assert count_primitives(jaxpr, "cos") == 2
+def test_dal_validation():
+    loss = dc.quadratic(np.eye(2)).loss
+    with pytest.raises(ValueError, match="p must be"):
+        dc.dal(loss, p=-1.0)
+    with pytest.raises(ValueError, match="max_lr"):
+        dc.optimizers.scale_by_dal(loss, p=1.0, max_lr=0.0)
+    with pytest.raises(ValueError, match="beta"):
+        dc.dal(loss, p=1.0, beta=1.0)

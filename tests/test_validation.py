@@ -59,18 +59,50 @@ def test_message_format_example_from_docs():
         dc.check_hparams(beta=1.0)
 
 
-@pytest.mark.parametrize("name,value", [(n, v) for n, vs in GOOD_VALUES.items() for v in vs])
-def test_valid_values_accepted(name, value):
-    assert dc.check_hparams(**{name: value}) is None
+# The nearest floats on either side of each end of a range: inside must pass, outside must raise.
+TINY = 5e-324  # the smallest positive (subnormal) float64
+BELOW_ONE = float(np.nextafter(1.0, 0.0))
+JUST_INSIDE = {
+    "eta": [TINY], "h": [TINY], "eps": [TINY],
+    "lam": [0.0],
+    "beta": [0.0, BELOW_ONE], "rho": [0.0, BELOW_ONE],
+}
+JUST_OUTSIDE = {
+    "eta": [0.0, -TINY], "h": [0.0, -TINY], "eps": [0.0, -TINY],
+    "lam": [-TINY],
+    "beta": [-TINY, 1.0], "rho": [-TINY, 1.0],
+}
 
 
-def test_boundary_values_lam_and_beta_zero_accepted():
-    dc.check_hparams(lam=0.0, beta=0.0, rho=0.0)
-    dc.check_hparams(lam=0, beta=0)  # integers too
+@pytest.mark.parametrize("name", sorted(RANGE_TEXT))
+def test_range_boundaries_pass_inside_and_raise_just_outside(name):
+    """Each valid value passes, alone and as one array, and the nearest float beyond each end raises."""
+    inside = GOOD_VALUES[name] + JUST_INSIDE[name]
+    for value in inside:
+        dc.check_hparams(**{name: value})  # must not raise
+    dc.check_hparams(**{name: np.array(inside)})
+    for value in JUST_OUTSIDE[name]:
+        with pytest.raises(ValueError) as info:
+            dc.check_hparams(**{name: value})
+        assert str(info.value) == f"{name} must be {RANGE_TEXT[name]}, got {value:g}"
+        # one bad element makes the whole array invalid, and it is the one named
+        with pytest.raises(ValueError, match=re.escape(f"{name} must be {RANGE_TEXT[name]}, got {value:g}")):
+            dc.check_hparams(**{name: np.array(inside + [value])})
+
+
+def test_integer_boundary_values_accepted_and_rejected():
+    dc.check_hparams(lam=0, beta=0, rho=0, eta=1)  # integers are numbers too
+    with pytest.raises(ValueError, match=re.escape("beta must be in [0, 1), got 1")):
+        dc.check_hparams(lam=0, beta=1)
+    with pytest.raises(ValueError, match=re.escape("eta must be > 0, got 0")):
+        dc.check_hparams(eta=0)
 
 
 def test_none_is_skipped_and_several_names_checked_together():
-    dc.check_hparams(eta=None, lam=None)
+    dc.check_hparams(eta=None, lam=None)  # must not raise
+    # None skips only its own name: the others are still checked
+    with pytest.raises(ValueError, match=re.escape("eta must be > 0, got -1")):
+        dc.check_hparams(eta=-1.0, lam=None)
     with pytest.raises(ValueError, match="lam must be >= 0"):
         dc.check_hparams(eta=0.1, lam=-1.0, beta=0.5)
 
@@ -88,26 +120,36 @@ def test_unknown_name_is_a_key_error():
         dc.check_hparams(learning_rate=0.1)
 
 
-def test_traced_values_pass_through_jit():
-    def f(eta, beta):
-        dc.check_hparams(eta=eta, beta=beta)
-        return 2.0 * eta + beta
+def test_traced_invalid_values_are_not_checked_but_concrete_ones_are():
+    """validation.py's contract: a traced value cannot be inspected, so it passes unchecked
+    (no error at trace time, the computation runs with it); the same call made eagerly, with a
+    concrete value, raises. Boundaries that take concrete numbers (a slider, a constructor called
+    outside jit) are where invalid values are caught."""
 
-    # Invalid values: inside jit they are tracers and cannot be inspected, so no error.
-    out = jax.jit(f)(-1.0, 2.0)
-    assert float(out) == -2.0 + 2.0
-    # Under vmap as well.
-    out = jax.vmap(f)(jnp.array([-1.0, 0.5]), jnp.array([0.1, 1.5]))
-    np.testing.assert_allclose(np.asarray(out), [-1.9, 2.5], rtol=1e-15)
-    # But a concrete invalid value still raises outside.
-    with pytest.raises(ValueError):
-        f(-1.0, 0.5)
+    def first_update(eta):  # a GD step of dc.gd(eta) from theta = 1 with gradient 2
+        tx = dc.gd(eta)
+        updates, _ = tx.update(jnp.array([2.0]), tx.init(jnp.ones(1)), jnp.ones(1))
+        return updates
+
+    # traced: tracing succeeds, and the update is computed with the invalid eta (an ascent step)
+    jaxpr = jax.make_jaxpr(first_update)(-1.0)
+    assert jaxpr.jaxpr.invars  # eta is an input of the traced computation, not a checked constant
+    np.testing.assert_allclose(np.asarray(jax.jit(first_update)(-1.0)), [2.0], rtol=1e-15)
+    np.testing.assert_allclose(np.asarray(jax.vmap(first_update)(jnp.array([-1.0, 0.5]))), [[2.0], [-1.0]],
+                               rtol=1e-15)
+    # concrete: the same call raises, naming the parameter and its range
+    with pytest.raises(ValueError, match=re.escape("eta must be > 0, got -1")):
+        first_update(-1.0)
+    # and check_hparams itself, on a tracer and on the same number
+    jax.jit(lambda beta: dc.check_hparams(beta=beta) or beta)(2.0)
+    with pytest.raises(ValueError, match=re.escape("beta must be in [0, 1), got 2")):
+        dc.check_hparams(beta=2.0)
 
 
 def test_constructors_accept_traced_hparams_inside_jit():
     @jax.jit
     def one_step(eta, lam, beta):
-        tx = dc.heavy_ball(eta, beta, lam)
+        tx = dc.heavy_ball(eta, beta=beta, lam=lam)
         params = jnp.array([1.0, -2.0])
         grads = jnp.array([0.5, 0.5])
         updates, _ = tx.update(grads, tx.init(params), params)
@@ -141,29 +183,29 @@ def _loss(theta):
         (lambda: dc.gd(0.0), "eta must be > 0"),
         (lambda: dc.gd(0.1, lam=-0.01), "lam must be >= 0"),
         (lambda: dc.gd(math.nan), "eta must be > 0, got nan"),
-        (lambda: dc.heavy_ball(0.1, 1.0), "beta must be in"),
-        (lambda: dc.heavy_ball(0.1, -0.5), "beta must be in"),
-        (lambda: dc.heavy_ball(0.1, 0.9, lam=math.inf), "lam must be >= 0"),
-        (lambda: dc.rmsprop(0.1, 1.0), "rho must be in"),
-        (lambda: dc.rmsprop(0.1, 0.9, eps=0.0), "eps must be > 0"),
-        (lambda: dc.rmsprop(-1.0, 0.9), "eta must be > 0"),
-        (lambda: dc.adam(0.1, 0.9, 1.0), "rho must be in"),
-        (lambda: dc.adam(0.1, 1.0, 0.99), "beta must be in"),
-        (lambda: dc.adam(0.1, 0.9, 0.99, eps=-1e-8), "eps must be > 0"),
-        (lambda: dc.adam(0.1, 0.9, 0.99, lam=-1.0), "lam must be >= 0"),
-        (lambda: dc.modified_field(_loss, 0.0, 1), "eta must be > 0"),
-        (lambda: dc.modified_field(_loss, 0.1, 1, lam=-1.0), "lam must be >= 0"),
-        (lambda: dc.modified_field(_loss, 0.1, -1), "order must be a non-negative integer"),
-        (lambda: dc.modified_field(_loss, 0.1, 1.5), "order must be a non-negative integer"),
-        (lambda: dc.modified_loss(_loss, -0.1), "eta must be > 0"),
+        (lambda: dc.heavy_ball(0.1, beta=1.0), "beta must be in"),
+        (lambda: dc.heavy_ball(0.1, beta=-0.5), "beta must be in"),
+        (lambda: dc.heavy_ball(0.1, beta=0.9, lam=math.inf), "lam must be >= 0"),
+        (lambda: dc.rmsprop(0.1, rho=1.0), "rho must be in"),
+        (lambda: dc.rmsprop(0.1, rho=0.9, eps=0.0), "eps must be > 0"),
+        (lambda: dc.rmsprop(-1.0, rho=0.9), "eta must be > 0"),
+        (lambda: dc.adam(0.1, beta=0.9, rho=1.0), "rho must be in"),
+        (lambda: dc.adam(0.1, beta=1.0, rho=0.99), "beta must be in"),
+        (lambda: dc.adam(0.1, beta=0.9, rho=0.99, eps=-1e-8), "eps must be > 0"),
+        (lambda: dc.adam(0.1, beta=0.9, rho=0.99, lam=-1.0), "lam must be >= 0"),
+        (lambda: dc.modified_field(_loss, eta=0.0, order=1), "eta must be > 0"),
+        (lambda: dc.modified_field(_loss, eta=0.1, order=1, lam=-1.0), "lam must be >= 0"),
+        (lambda: dc.modified_field(_loss, eta=0.1, order=-1), "order must be a non-negative integer"),
+        (lambda: dc.modified_field(_loss, eta=0.1, order=1.5), "order must be a non-negative integer"),
+        (lambda: dc.modified_loss(_loss, eta=-0.1), "eta must be > 0"),
         (lambda: dc.counter_terms(_loss, 0), "order must be a positive integer"),
         (lambda: dc.gradient_field(_loss, lam=-0.1), "lam must be >= 0"),
         (lambda: dc.integrate(lambda y: -y, jnp.ones(2), [0.0, 1.0], dt=0.0), "dt must be > 0, got 0"),
         (lambda: dc.integrate(lambda y: -y, jnp.ones(2), [0.0, 1.0], dt=-0.1), "dt must be > 0, got -0.1"),
         (lambda: dc.integrate(lambda y: -y, jnp.ones(2), [0.0, 1.0, 0.5]), "strictly increasing"),
         (lambda: dc.integrate(lambda y: -y, jnp.ones(2), [0.0]), "at least two times"),
-        (lambda: dc.log_flow_quadratic(np.eye(2), np.ones(2), [0.0], eta=-1.0), "eta must be > 0"),
-        (lambda: dc.log_flow_quadratic(np.eye(2), np.ones(2), [0.0], eta=0.1, lam=-1.0), "lam must be >= 0"),
+        (lambda: dc.eom.log_flow_quadratic(np.eye(2), np.ones(2), [0.0], eta=-1.0), "eta must be > 0"),
+        (lambda: dc.eom.log_flow_quadratic(np.eye(2), np.ones(2), [0.0], eta=0.1, lam=-1.0), "lam must be >= 0"),
         (lambda: dc.Slider("eta", [-0.1, 0.1]), "eta must be > 0"),
         (lambda: dc.Slider("x", [0.1]), "at least two grid values"),
         (lambda: dc.slider_figure(lambda eta: eta, lambda f, r, **k: None, []), "1 to 4 sliders"),
@@ -225,8 +267,16 @@ def test_check_positive_names_the_constant_and_its_range(value, kwargs, match):
         check_positive("c2", value, **kwargs)
 
 
-def test_check_positive_accepts_valid_and_traced_values():
+def test_check_positive_boundaries_and_traced_values():
     check_positive("c2", 0.5)
-    check_positive("T", 0.0, allow_zero=True)
     check_positive("c2", np.array([1.0, 2.0]))
-    jax.jit(lambda c: check_positive("c2", c) or c)(-1.0)  # traced: checked where it is concrete
+    check_positive("c2", TINY)
+    check_positive("T", 0.0, allow_zero=True)  # zero is inside with allow_zero ...
+    with pytest.raises(ValueError, match=re.escape("T must be >= 0, got -4.94066e-324")):
+        check_positive("T", -TINY, allow_zero=True)  # ... the nearest negative float is not
+    with pytest.raises(ValueError, match=re.escape("c2 must be > 0, got 0")):
+        check_positive("c2", 0.0)
+    # traced: unchecked (the jitted function runs); concrete: the same value raises
+    assert float(jax.jit(lambda c: check_positive("c2", c) or c)(-1.0)) == -1.0
+    with pytest.raises(ValueError, match=re.escape("c2 must be > 0, got -1")):
+        check_positive("c2", -1.0)
