@@ -12,6 +12,11 @@ os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 import jax  # noqa: E402
 import jax.extend.core  # noqa: E402
 
+try:  # jax >= 0.10; the lowest declared jax (tests/test_lower_bounds.py) has it in jax.core
+    _jaxprs_in_params = jax.extend.core.jaxprs_in_params
+except AttributeError:  # pragma: no cover - old jax
+    _jaxprs_in_params = jax.core.jaxprs_in_params
+
 jax.config.update("jax_enable_x64", True)
 
 import matplotlib  # noqa: E402
@@ -47,7 +52,7 @@ def count_primitive(jaxpr, name: str) -> int:
     n = 0
     for eqn in jaxpr.eqns:
         n += eqn.primitive.name == name
-        for sub in jax.extend.core.jaxprs_in_params(eqn.params):
+        for sub in _jaxprs_in_params(eqn.params):
             n += count_primitive(sub, name)
     return n
 
