@@ -58,6 +58,20 @@ def count_primitive(jaxpr, name: str) -> int:
 
 
 @pytest.fixture
+def enable_x64():
+    """``enable_x64(flag)``: a context manager switching float64 on or off inside a test.
+
+    ``jax.enable_x64`` from jax 0.8; the lowest declared jax (tests/test_lower_bounds.py) has only
+    the experimental spelling.
+    """
+    if hasattr(jax, "enable_x64"):
+        return jax.enable_x64
+    from jax.experimental import enable_x64 as old  # pragma: no cover - old jax
+
+    return old
+
+
+@pytest.fixture
 def count_primitives():
     """``count_primitives(jaxpr, name)`` -> how often primitive ``name`` occurs, sub-jaxprs included."""
     return count_primitive

@@ -386,8 +386,8 @@ def test_digits_rejects_bad_input(kwargs, name):
         digits(jax.random.PRNGKey(0), **kwargs)
 
 
-def test_digits_float64_needs_x64_and_accuracy_needs_predict():
-    with jax.enable_x64(False):
+def test_digits_float64_needs_x64_and_accuracy_needs_predict(enable_x64):
+    with enable_x64(False):
         with pytest.raises(ValueError, match="dtype"):
             digits(jax.random.PRNGKey(0), dtype=jnp.float64)
     with pytest.raises(ValueError, match="predict"):

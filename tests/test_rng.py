@@ -16,12 +16,6 @@ from dyncore import prng
 
 KEY_KINDS = [jax.random.PRNGKey, jax.random.key]
 
-# jax.enable_x64 from jax 0.8; the lowest declared jax (tests/test_lower_bounds.py) has the experimental one
-if hasattr(jax, "enable_x64"):
-    _enable_x64 = jax.enable_x64
-else:  # pragma: no cover - old jax
-    from jax.experimental import enable_x64 as _enable_x64
-
 
 def test_threefry_equals_jax_hash():
     rng = np.random.default_rng(0)
@@ -75,9 +69,9 @@ def test_sample_without_replacement_equals_jax_choice(make_key, n, k):
 
 
 @pytest.mark.parametrize("x64", [True, False])
-def test_sample_without_replacement_with_and_without_x64(x64):
+def test_sample_without_replacement_with_and_without_x64(x64, enable_x64):
     sample = lambda key: prng.sample_without_replacement(key, 128, 32)  # noqa: E731
-    with _enable_x64(x64):
+    with enable_x64(x64):
         keys = jax.random.split(jax.random.PRNGKey(4), 300)
         ours = jax.jit(jax.vmap(sample))(keys)
         theirs = jax.vmap(lambda key: jax.random.choice(key, 128, (32,), replace=False))(keys)
@@ -86,10 +80,10 @@ def test_sample_without_replacement_with_and_without_x64(x64):
 
 @pytest.mark.perf
 @pytest.mark.parametrize("x64", [True, False])
-def test_sample_without_replacement_sorts_once(x64, count_primitives):
+def test_sample_without_replacement_sorts_once(x64, count_primitives, enable_x64):
     # with 64-bit types: one sort of packed (key << 32 | index) words; without: top_k on the keys
     sample = lambda key: prng.sample_without_replacement(key, 128, 32)  # noqa: E731
-    with _enable_x64(x64):
+    with enable_x64(x64):
         jaxpr = jax.make_jaxpr(sample)(jax.random.PRNGKey(4)).jaxpr
     sorts, top_ks = count_primitives(jaxpr, "sort"), count_primitives(jaxpr, "top_k")
     assert (sorts, top_ks) == ((1, 0) if x64 else (0, 1))
