@@ -38,6 +38,7 @@ from typing import Any, Callable, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+from cycler import cycler
 from matplotlib.backends.backend_agg import FigureCanvasAgg, RendererAgg
 from matplotlib.figure import Figure
 from matplotlib.font_manager import fontManager, get_font
@@ -45,7 +46,54 @@ from PIL import Image as PILImage
 
 from .validation import RANGES, check_hparams
 
-__all__ = ["Slider", "SliderFigure", "slider_figure", "valid_prefix", "mark_divergence"]
+__all__ = [
+    "Slider",
+    "SliderFigure",
+    "slider_figure",
+    "valid_prefix",
+    "mark_divergence",
+    "PALETTE",
+    "BOOK_STYLE",
+    "use_book_style",
+]
+
+PALETTE = {
+    "black": "#000000",
+    "orange": "#E69F00",
+    "sky": "#56B4E9",
+    "green": "#009E73",
+    "yellow": "#F0E442",
+    "blue": "#0072B2",
+    "vermillion": "#D55E00",
+    "purple": "#CC79A7",
+}
+"""The Okabe–Ito colours, safe for the common colour-vision deficiencies. The book draws the
+discrete method (GD, SGD, Adam, ...) in black, the continuous model in blue, a competing model in
+vermillion, and further curves in the order of :data:`BOOK_STYLE`'s colour cycle."""
+
+BOOK_STYLE = {
+    "axes.prop_cycle": cycler(
+        color=[PALETTE[c] for c in ("black", "blue", "vermillion", "green", "orange", "sky", "purple", "yellow")]
+    ),
+    "figure.figsize": (7.0, 3.2),
+    "figure.dpi": 100,
+    "savefig.dpi": 200,
+    "font.size": 10.5,
+    "axes.titlesize": 11,
+    "axes.labelsize": 10.5,
+    "legend.fontsize": 9,
+    "legend.frameon": False,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "grid.linewidth": 0.6,
+    "lines.linewidth": 1.6,
+    "lines.markersize": 4,
+    "figure.constrained_layout.use": True,
+}
+"""matplotlib settings of every figure in the book: the colour cycle of :data:`PALETTE`, a page-width
+size, legible fonts and light grids."""
 
 MAX_SLIDERS = 4
 """At most this many sliders per figure (the static page pre-renders the product of their grids)."""
@@ -563,3 +611,30 @@ def mark_divergence(ax, diverged_at: Any, what: str = "GD", *, y: float = 0.92) 
         bbox=dict(facecolor="white", edgecolor="crimson", alpha=0.9),
     )
     return True
+
+
+def use_book_style() -> None:
+    """Draw every following matplotlib figure in the book's style (:data:`BOOK_STYLE`).
+
+    Also asks IPython's inline backend, when there is one, for double-resolution PNGs, so that
+    static figures stay sharp on high-density screens. Slider figures keep their own size and
+    resolution. Call it once, in a chapter's first cell.
+
+    Example:
+
+    >>> import matplotlib as mpl
+    >>> with mpl.rc_context():            # (restores the settings afterwards)
+    ...     use_book_style()
+    ...     mpl.rcParams["axes.prop_cycle"].by_key()["color"][:2] == [PALETTE["black"], PALETTE["blue"]]
+    True
+    """
+    import matplotlib as mpl
+
+    mpl.rcParams.update(BOOK_STYLE)
+    try:
+        from IPython import get_ipython
+        from matplotlib_inline.backend_inline import set_matplotlib_formats
+    except ImportError:  # pragma: no cover - no IPython: plain matplotlib
+        return
+    if get_ipython() is not None:
+        set_matplotlib_formats("retina")
