@@ -7,27 +7,29 @@ import pathlib
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-NOTEBOOKS = sorted(p for p in (ROOT / "book").glob("*.ipynb"))
+# the chapters and their verification appendices
+NOTEBOOKS = sorted(p for p in (ROOT / "book").rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
 
 
 def test_there_are_notebooks():
     assert NOTEBOOKS, "book/ has no notebooks"
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.relative_to(ROOT / "book").as_posix())
 def test_notebook_committed_without_outputs(path):
     nb = json.loads(path.read_text())
     dirty = [i for i, c in enumerate(nb["cells"]) if c["cell_type"] == "code" and (c.get("outputs") or c.get("execution_count"))]
     assert not dirty, f"{path.name}: code cells {dirty} carry outputs or execution counts; strip them"
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.relative_to(ROOT / "book").as_posix())
 def test_notebook_is_in_the_toc(path):
     toc = (ROOT / "_toc.yml").read_text()
-    assert f"file: book/{path.stem}" in toc, f"{path.name} is not in _toc.yml, so the book never builds it"
+    entry = path.relative_to(ROOT).with_suffix("").as_posix()
+    assert f"file: {entry}" in toc, f"{path.name} is not in _toc.yml, so the book never builds it"
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.relative_to(ROOT / "book").as_posix())
 def test_first_code_cell_sets_up_dyncore_and_float64(path):
     nb = json.loads(path.read_text())
     first = "".join(next(c for c in nb["cells"] if c["cell_type"] == "code")["source"])
@@ -77,7 +79,7 @@ def _executed_checks(tree: ast.AST, hidden: bool = False, deferred: bool = False
         yield from _executed_checks(child, hidden, inner)
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.relative_to(ROOT / "book").as_posix())
 def test_notebook_checks_its_claims(path):
     """A chapter that makes no measured-versus-predicted check is not a chapter of this book.
 
@@ -115,7 +117,7 @@ def test_the_check_finder_can_fail():
     assert count("try:\n    dc.check('x', 1, 2, rtol=0.1)\nexcept ValueError:\n    pass") == [(False, False)]
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.relative_to(ROOT / "book").as_posix())
 def test_no_trailing_semicolon_output_suppression(path):
     """nbval runs cells with store_history=False, where a trailing ';' does not suppress output."""
     nb = json.loads(path.read_text())

@@ -31,6 +31,7 @@ import book_pdf  # noqa: E402  (the PDF tool's local server and browser lookup)
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SITE = ROOT / "_build" / "html"
 CHAPTERS = sorted(p.stem for p in (ROOT / "book").glob("*.ipynb"))
+APPENDICES = sorted(p.stem for p in (ROOT / "book" / "verification").glob("*.ipynb"))
 SOURCES = [ROOT / "_config.yml", ROOT / "_toc.yml", ROOT / "references.bib"]
 SOURCES += [*(ROOT / "book").rglob("*"), *(ROOT / "src" / "dyncore").glob("*.py")]
 COLAB = "https://colab.research.google.com/github/dyncore-book/dyncore-book/blob/main/book/{}.ipynb"
@@ -186,8 +187,21 @@ def test_index_redirects_to_the_introduction(site):
     assert (site / "book" / "intro.html").exists()
 
 
-@pytest.mark.parametrize("name", ["book/intro", "book/syllabus", "book/api", "book/status", "book/benchmarks", "book/references"]
-                         + [f"book/{c}" for c in CHAPTERS])
+def test_root_page_redirects_in_a_browser_without_console_errors(site, browser, server):
+    """The root index.html: Chromium follows the redirect and asks for no missing favicon."""
+    page, errors, external = _open(browser, server, site, site / "index.html")
+    try:
+        page.wait_for_url("**/book/intro.html", timeout=10_000)
+        page.wait_for_load_state("load")
+        page.wait_for_timeout(300)  # let late console errors (a 404 for /favicon.ico) arrive
+        assert not errors, f"index.html: console errors: {errors[:5]}"
+        assert not external, f"index.html: requests leaving the site: {sorted(set(external))[:5]}"
+    finally:
+        page.close()
+
+
+@pytest.mark.parametrize("name", ["book/intro", "book/notation", "book/syllabus", "book/api", "book/status", "book/benchmarks", "book/references"]
+                         + [f"book/{c}" for c in CHAPTERS] + [f"book/verification/{a}" for a in APPENDICES])
 def test_page_in_a_browser(name, site, browser, server):
     path = site / f"{name}.html"
     page, errors, external = _open(browser, server, site, path)

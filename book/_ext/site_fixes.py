@@ -4,6 +4,10 @@
   with Sphinx 7.4 and Jupyter Book 1.0.4), so every page declared ``const THEBE_JS_URL`` twice and
   logged a SyntaxError. After the build, a repeated identical ``<script>`` line in a page's
   ``<head>`` is removed.
+* The site's root ``index.html`` is a bare ``<meta>`` redirect to the introduction (written by
+  sphinx-external-toc when the build finishes). Without a ``<link rel="icon">`` Chromium asks for
+  ``/favicon.ico`` there and logs a 404; the redirect becomes a small page that names the book's
+  icon, then redirects as before.
 """
 
 import pathlib
@@ -27,6 +31,33 @@ def dedupe_head_scripts(text: str) -> str:
     return "\n".join(lines) + sep + body
 
 
+_REDIRECT = re.compile(r'<meta http-equiv="Refresh" content="0; url=([^"]+)" />')
+
+
+def with_icon(text: str, icon: str = "_static/favicon.png") -> str:
+    """A bare ``<meta>`` redirect page as a full page with an icon link; any other page unchanged."""
+    match = _REDIRECT.search(text)
+    if match is None or "<html" in text.lower():
+        return text
+    url = match.group(1)
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+        f'<link rel="icon" href="{icon}">\n{match.group(0)}\n<title>dyncore-book</title>\n</head>\n'
+        f'<body><p><a href="{url}">dyncore-book</a></p></body>\n</html>\n'
+    )
+
+
+def _fix_root_redirect(app, exception):
+    if exception is not None or app.builder.format != "html":
+        return
+    index = pathlib.Path(app.outdir) / "index.html"
+    if index.exists() and (pathlib.Path(app.outdir) / "_static" / "favicon.png").exists():
+        text = index.read_text(encoding="utf8")
+        fixed = with_icon(text)
+        if fixed != text:
+            index.write_text(fixed, encoding="utf8")
+
+
 def _fix_pages(app, exception):
     if exception is not None or app.builder.format != "html":
         return
@@ -39,4 +70,6 @@ def _fix_pages(app, exception):
 
 def setup(app):
     app.connect("build-finished", _fix_pages)
+    # after sphinx-external-toc has written the root redirect (its handler has the default priority)
+    app.connect("build-finished", _fix_root_redirect, priority=900)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
