@@ -406,3 +406,20 @@ def test_compute_gives_the_numbers_of_the_figure(one_slider):
     np.testing.assert_allclose(np.asarray(got.loss), np.asarray(want.loss), rtol=1e-12)
     with pytest.raises(ValueError, match="unknown slider"):
         fig.compute(beta=0.5)
+
+
+def test_book_style_applies_and_slider_figures_render_under_it_without_warnings():
+    """use_book_style sets the palette and layout; slider figures keep their own layout quietly
+    (a figure created under constrained layout and then tight_layout-ed warned on every page)."""
+    import warnings
+
+    import matplotlib as mpl
+
+    with mpl.rc_context(), warnings.catch_warnings():
+        warnings.simplefilter("error")
+        dc.figures.use_book_style()
+        assert mpl.rcParams["figure.constrained_layout.use"]
+        assert mpl.rcParams["axes.prop_cycle"].by_key()["color"][0] == dc.figures.PALETTE["black"]
+        fig = dc.slider_figure(lambda eta: np.arange(4) * eta, lambda ax, out, eta: ax.plot(out),
+                               [dc.Slider("eta", [0.1, 0.2])])
+        assert len(fig.frames) == 2

@@ -302,7 +302,7 @@ class SliderFigure:
         self.figsize = figsize
         self.dpi = dpi
         self.caption = caption
-        self._fig = Figure(figsize=figsize, dpi=dpi)
+        self._fig = Figure(figsize=figsize, dpi=dpi, layout="none")  # laid out once, by tight_layout below
         self._canvas = _CachedTextCanvas(self._fig)
         axes = self._fig.subplots(nrows, ncols, squeeze=False)
         self._axes = axes[0, 0] if nrows * ncols == 1 else (axes[0] if nrows == 1 else axes)
