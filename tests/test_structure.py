@@ -19,7 +19,6 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 BOOK = ROOT / "book"
 CHAPTERS = sorted(p.stem for p in BOOK.glob("[0-9][0-9]_*.ipynb"))
 PENDING = {
-    "03_noether": "issue 20 converts chapter 3",
     "04_principal_flow": "issue 20 converts chapter 4",
     "05_adaptive_bea": "issue 21 converts chapter 5",
     "06_fast_mixing": "issue 21 converts chapter 6",
