@@ -129,6 +129,12 @@ def test_text_cache_matches_an_older_matplotlibs_own_drawing(tmp_path):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "4 passed" in result.stdout
 
+def _install_part(cell: str) -> str:
+    """The first cell without its style line (chapters not yet on the reader design lack it)."""
+    return "\n".join(line for line in cell.rstrip().splitlines() if line.strip() != "dc.figures.use_book_style()").rstrip()
+
+
 @pytest.mark.parametrize("stem", sorted(p.stem for p in (ROOT / "book").glob("*.ipynb")))
 def test_every_chapter_uses_the_same_install_cell(stem):
-    assert _first_cell(stem) == _first_cell("01_gradient_flow"), f"{stem}: first cell differs from chapter 1's"
+    ours, first = _install_part(_first_cell(stem)), _install_part(_first_cell("01_gradient_flow"))
+    assert ours == first, f"{stem}: first cell differs from chapter 1's"
