@@ -21,7 +21,6 @@ CHAPTERS = sorted(p.stem for p in BOOK.glob("[0-9][0-9]_*.ipynb"))
 PENDING = {
     "04_principal_flow": "issue 20 converts chapter 4",
     "05_adaptive_bea": "issue 21 converts chapter 5",
-    "06_fast_mixing": "issue 21 converts chapter 6",
 }
 MAX_WORDS = 3500
 MIN_FIGURES = 3
