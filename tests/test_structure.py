@@ -19,7 +19,6 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 BOOK = ROOT / "book"
 CHAPTERS = sorted(p.stem for p in BOOK.glob("[0-9][0-9]_*.ipynb"))
 PENDING = {
-    "04_principal_flow": "issue 20 converts chapter 4",
     "05_adaptive_bea": "issue 21 converts chapter 5",
 }
 MAX_WORDS = 3500
