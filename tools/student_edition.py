@@ -44,6 +44,9 @@ def student_config(execute: bool, hide_solutions: bool = True) -> dict:
         sphinx_config["html_copy_source"] = False
     if not execute:
         config.setdefault("execute", {})["execute_notebooks"] = "off"
+        # without execution the code cells draw no figures, so the figures' labels do not exist and
+        # every {numref} to one would warn; the executed builds (the book's, -W -n) check them
+        sphinx_config["suppress_warnings"] = [*sphinx_config.get("suppress_warnings", []), "ref.numref"]
     return config
 
 
