@@ -35,24 +35,43 @@ def _src(cell: dict) -> str:
 
 
 def _narrative(cells: list[dict]) -> list[dict]:
-    """The cells before the Exercises heading."""
+    """The cells before the Exercises heading (cells, as stored: the heading's own cell included)."""
     for i, c in enumerate(cells):
         if c["cell_type"] == "markdown" and EXERCISES.search(_src(c)):
-            return cells[:i]
+            return cells[: i + 1]
     return cells
 
 
+def _prose_before_exercises(cells: list[dict]) -> list[str]:
+    """The markdown text of the narrative, up to the Exercises heading itself."""
+    texts = []
+    for c in cells:
+        if c["cell_type"] != "markdown":
+            continue
+        src = _src(c)
+        heading = EXERCISES.search(src)
+        texts.append(src[: heading.start()] if heading else src)
+        if heading:
+            break
+    return texts
+
+
 def prose_words(text: str) -> int:
-    """Words of markdown prose: display math, math and code blocks, HTML comments not counted."""
+    """Words of markdown prose, display math excluded (``$$...$$`` and ``{math}`` blocks).
+
+    Everything else counts, the text inside admonitions, theorems and proofs included; only the
+    fence and option lines of a directive and HTML comments are not words.
+    """
     text = re.sub(r"\$\$.*?\$\$", " ", text, flags=re.S)
-    text = re.sub(r"```.*?```", " ", text, flags=re.S)
-    text = re.sub(r":::\{math\}.*?:::", " ", text, flags=re.S)
+    text = re.sub(r"(`{3,}|:{3,})\{math\}.*?\1", " ", text, flags=re.S)
+    text = re.sub(r"^(`{3,}|:{3,}).*$", " ", text, flags=re.M)
+    text = re.sub(r"^:[\w-]+:.*$", " ", text, flags=re.M)
     text = re.sub(r"<!--.*?-->", " ", text, flags=re.S)
     return len(text.split())
 
 
 def narrative_words(cells: list[dict]) -> int:
-    return sum(prose_words(_src(c)) for c in _narrative(cells) if c["cell_type"] == "markdown")
+    return sum(prose_words(t) for t in _prose_before_exercises(cells))
 
 
 def is_static_figure(cell: dict) -> bool:
@@ -75,7 +94,7 @@ def structure_problems(stem: str) -> list[str]:
     cells = _cells(stem)
     narrative = _narrative(cells)
     problems = []
-    if len(narrative) == len(cells):
+    if not any(c["cell_type"] == "markdown" and EXERCISES.search(_src(c)) for c in cells):
         problems.append("no Exercises heading")
     words = narrative_words(cells)
     if words > MAX_WORDS:
@@ -124,12 +143,14 @@ def test_the_notation_page_is_in_the_toc():
 
 def test_the_structure_checks_can_fail():
     """The counters see what they claim to: prose without math, captioned figures only."""
-    assert prose_words("one two $$x + y = z$$ three ```code here``` four") == 4
+    assert prose_words("one two $$x + y = z$$ three four") == 4
+    # the prose of a directive counts; its fences and options do not
+    assert prose_words("```{admonition} Notes\n:class: note\n\nfive words in a box\n```") == 5
     fig = {"cell_type": "code", "source": ["plt.plot(x)\n", "plt.show()"],
            "metadata": {"tags": ["hide-input"], "mystnb": {"figure": {"caption": "GD tracks the flow closely."}}}}
     assert is_static_figure(fig)
     assert not is_static_figure({**fig, "metadata": {"tags": ["hide-input"]}})
     assert not is_static_figure({**fig, "source": ["dc.slider_figure(c, d, s)\n", "plt.show()"]})
     cells = [{"cell_type": "markdown", "source": ["word " * 10]},
-             {"cell_type": "markdown", "source": ["## Exercises\n", "word " * 5000]}]
-    assert narrative_words(cells) == 10
+             {"cell_type": "markdown", "source": ["word " * 3, "\n## Exercises\n", "word " * 5000]}]
+    assert narrative_words(cells) == 13
