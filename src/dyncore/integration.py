@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 from numpy.typing import ArrayLike
 
-from .trees import sq_norm, tmap
+from .trees import as_complex, sq_norm, tmap
 from .validation import check_hparams, check_positive, check_positive_int, is_concrete
 
 __all__ = [
@@ -51,11 +51,6 @@ Field = Callable[[Params], Params]
 PieceField = Callable[[Params, jax.Array], Params]
 
 _tmap = tmap
-
-
-def _complex(x) -> jax.Array:
-    x = jnp.asarray(x)
-    return x.astype(jnp.result_type(x.dtype, jnp.complex64))
 
 
 # ----------------------------------------------------------------------------- the two shared parts
@@ -265,7 +260,7 @@ def integrate_complex(field: Field, theta0: Params, ts: ArrayLike, *, dt: float 
     """
     if (dt is None) == (substeps is None):
         raise ValueError("give exactly one of dt (Tsit5) and substeps (RK4)")
-    theta0 = _tmap(_complex, theta0)
+    theta0 = _tmap(as_complex, theta0)
     if substeps is not None:
         substeps = check_positive_int("substeps", substeps)
         return _rk4(field, theta0, jnp.asarray(ts, dtype=jnp.result_type(float)), substeps, max_norm)

@@ -48,7 +48,7 @@ from numpy.typing import ArrayLike
 from . import prng
 from .optimizers import adamw, heavy_ball
 from .runner import Observer, run_chains
-from .trees import flat
+from .trees import as_float, flat
 from .problems import Problem
 from .validation import check_hparams, check_positive, check_positive_int, is_concrete
 
@@ -79,10 +79,6 @@ def _check_kappa(kappa) -> None:
         arr = np.asarray(kappa, dtype=float)
         if not np.all(np.isfinite(arr) & (arr >= 0) & (arr < 1)):
             raise ValueError(f"kappa must be in [0, 1), got {float(np.ravel(arr)[0]):g}")
-
-
-def _float(x) -> jax.Array:
-    return jnp.asarray(x, dtype=jnp.result_type(float))
 
 
 # ------------------------------------------------------------------------------------ models
@@ -276,7 +272,7 @@ def modulated_circle(kappa, dim: int = 3, theta0: ArrayLike | None = None) -> Pr
         raise ValueError(f"dim must be >= 3, got {dim}")
     if theta0 is None:
         theta0 = jnp.zeros(dim).at[0].set(1.0)
-    theta0 = _float(theta0)
+    theta0 = as_float(theta0)
 
     def loss(x):
         r2 = jnp.sum(x**2)
@@ -399,7 +395,7 @@ def sgd_chains(
         opt = heavy_ball(eta, beta=beta, lam=lam)
     else:
         opt = adamw(eta, beta=beta, rho=rho, eps=eps, lam=lam)
-    theta0 = jax.tree_util.tree_map(_float, theta0)
+    theta0 = jax.tree_util.tree_map(as_float, theta0)
 
     def observed(params):
         return flat(part(params))

@@ -47,6 +47,7 @@ from jax.flatten_util import ravel_pytree
 from numpy.typing import ArrayLike
 
 from .curvature import decayed_spectrum, hvp, top_eigenpairs, with_decay
+from .trees import as_complex
 from .optimizers import dal_rate
 from .validation import check_hparams, check_positive_int
 
@@ -80,11 +81,6 @@ _tmap = jax.tree_util.tree_map
 
 
 # ---------------------------------------------------------------------------------- coefficients
-def _complex(x) -> jax.Array:
-    x = jnp.asarray(x)
-    return x.astype(jnp.result_type(x.dtype, jnp.complex64))
-
-
 def _log_one_minus(z: jax.Array) -> jax.Array:
     """Principal :math:`\\log(1 - z)` for :math:`\\mathrm{Re}\\,z \\le 1`, accurate near 0.
 
@@ -99,7 +95,7 @@ def _log_one_minus(z: jax.Array) -> jax.Array:
 
 @partial(jax.jit, static_argnames="principal_branch")
 def _alpha_pf(z: jax.Array, principal_branch: bool) -> jax.Array:
-    z = _complex(z)
+    z = as_complex(z)
     small = jnp.abs(z) < SERIES_RADIUS
     zs = jnp.where(small, 0.5, z)  # sanitised: no 0/0 inside the unused branch (finite gradients)
     near_one = jnp.abs(1 - zs) < SINGULAR_GUARD
@@ -184,7 +180,7 @@ def _is_complex(theta) -> bool:
 
 def _complex_unravel(theta):
     """``unravel`` that builds complex leaves with the structure of ``theta``."""
-    return ravel_pytree(_tmap(_complex, theta))[1]
+    return ravel_pytree(_tmap(as_complex, theta))[1]
 
 
 def _flat_derivatives(loss_lam: Loss, theta):
@@ -281,7 +277,7 @@ def alpha_field(loss: Loss, alpha: Callable[[jax.Array], jax.Array], *, eta, lam
         else:
             mu, V = jnp.linalg.eigh(H)
             coeff = V.T @ g
-        out = V @ (_complex(alpha(_complex(eta * mu))) * coeff)
+        out = V @ (as_complex(alpha(as_complex(eta * mu))) * coeff)
         if t3 is not None:
             out = out - eta**2 / 12 * ravel_pytree(t3(theta))[0]
         return _complex_unravel(theta)(out)
@@ -453,7 +449,7 @@ def heavy_ball_spectral_radius(z: ArrayLike, *, beta) -> jax.Array:
 
 @jax.jit
 def _hb_radius(z, beta):
-    a = _complex(1 + beta - z)
+    a = as_complex(1 + beta - z)
     disc = jnp.sqrt(a * a - 4 * beta)
     return jnp.maximum(jnp.abs(a + disc), jnp.abs(a - disc)) / 2
 
@@ -505,7 +501,7 @@ def _hb_log_flow(A, theta0, ts, eta, beta, lam):
     mu, U = decayed_spectrum(A, lam)
     c0 = U.T @ theta0
     n = (ts / eta)[:, None]  # t / eta
-    a = _complex(1 + beta - eta * mu)[None, :]
+    a = as_complex(1 + beta - eta * mu)[None, :]
     disc = jnp.sqrt(a * a - 4 * beta)
     r1, r2 = (a + disc) / 2, (a - disc) / 2
 

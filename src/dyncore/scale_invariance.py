@@ -39,6 +39,7 @@ from numpy.typing import ArrayLike
 
 from .optimizers import rmsprop_on_sphere
 from .runner import Observer, run
+from .trees import as_float
 from .validation import check_hparams, check_positive, check_positive_int, is_concrete
 
 __all__ = [
@@ -65,10 +66,6 @@ Loss = Callable[[Params], jax.Array]
 
 
 _MODELS = ("gd", "eom", "paper", "leading")
-
-
-def _float(x) -> jax.Array:
-    return jnp.asarray(x, dtype=jnp.result_type(float))
 
 
 def _safe_expm1_ratio(x):
@@ -429,7 +426,7 @@ def _validated(eta, lam, c2, r0, beta):
     check_hparams(eta=eta, lam=lam, beta=beta)
     check_positive("c2", c2)
     check_positive("r0", r0)
-    eta, lam, c2, r0, beta = (_float(v) for v in (eta, lam, c2, r0, beta))
+    eta, lam, c2, r0, beta = (as_float(v) for v in (eta, lam, c2, r0, beta))
     return eta / (1 - beta), lam, c2, r0
 
 
@@ -460,7 +457,7 @@ def sde_norm4(k: ArrayLike, *, eta, beta=0.0, lam, c2=1.0, r0=1.0) -> jax.Array:
       ValueError: for invalid hyper-parameters, ``c2 <= 0`` or ``r0 <= 0``.
     """
     e, lam, c2, r0 = _validated(eta, lam, c2, r0, beta)
-    k = _float(k)
+    k = as_float(k)
     x = 4 * e * lam * k
     # r0⁴ e^{-x} + (ηC/2λ)(1 − e^{-x}), written so that λ = 0 is the limit r0⁴ + 2η²Ck
     return r0**4 * jnp.exp(-x) + 2 * e**2 * c2 * k * _one_minus_exp_ratio(x)
@@ -493,7 +490,7 @@ def clock(k: ArrayLike, *, eta, beta=0.0, lam, c2=1.0, r0=1.0) -> jax.Array:
       ValueError: for invalid hyper-parameters, ``c2 <= 0`` or ``r0 <= 0``.
     """
     e, lam, c2, r0 = _validated(eta, lam, c2, r0, beta)
-    k = _float(k)
+    k = as_float(k)
     x = 4 * e * lam * k
     # A (e^x − 1) = (2η²Ck / r0⁴) (e^x − 1)/x, finite at λ = 0
     return 0.5 * jnp.log1p(2 * e**2 * c2 * k / r0**4 * _safe_expm1_ratio(x))
@@ -515,7 +512,7 @@ def clock_inverse(T: ArrayLike, *, eta, beta=0.0, lam, c2=1.0, r0=1.0) -> jax.Ar
     """
     e, lam, c2, r0 = _validated(eta, lam, c2, r0, beta)
     check_positive("T", T, allow_zero=True)
-    T = _float(T)
+    T = as_float(T)
     a_inv = 2 * lam * r0**4 / (e * c2)  # 1/A
     y = jnp.expm1(2 * T)
     with_wd = jnp.log1p(y * a_inv) / (4 * e * jnp.where(lam == 0, 1.0, lam))

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
-__all__ = ["tmap", "sq_norm", "norm", "vdot", "tsum", "flat", "tree_ok"]
+__all__ = ["tmap", "sq_norm", "norm", "vdot", "tsum", "flat", "tree_ok", "as_float", "as_complex"]
 
 Params = Any
 
@@ -54,3 +54,14 @@ def tree_ok(tree: Params, max_norm) -> jax.Array:
     """Whether every entry is finite and the norm is at most ``max_norm`` (a bool array)."""
     sq = sq_norm(tree)
     return jnp.isfinite(sq) & (sq <= max_norm**2)
+
+
+def as_float(x) -> jax.Array:
+    """``x`` as an array of JAX's default float type (float64 when x64 is on)."""
+    return jnp.asarray(x, dtype=jnp.result_type(float))
+
+
+def as_complex(x) -> jax.Array:
+    """``x`` as a complex array of at least ``x``'s precision (real leaves of a complex flow)."""
+    x = jnp.asarray(x)
+    return x.astype(jnp.result_type(x.dtype, jnp.complex64))
