@@ -225,6 +225,11 @@ def normalized_linear(key: jax.Array, n: int = 64, d: int = 5, noise: float = 0.
     )
 
 
+def _standardize(z: jax.Array, axis: int | tuple[int, ...]) -> jax.Array:
+    """Zero mean, unit standard deviation over ``axis`` (batch norm, no affine part, no epsilon)."""
+    return (z - z.mean(axis)) / z.std(axis)
+
+
 def mlp(
     key: jax.Array,
     sizes: tuple[int, ...] = (4, 16, 1),
@@ -281,7 +286,7 @@ def mlp(
         for i, (W, b) in enumerate(params):
             z = h @ W
             if i == 0 and normalize:
-                z = (z - z.mean(0)) / z.std(0)
+                z = _standardize(z, 0)
             else:
                 z = z + b
             h = jnp.tanh(z) if i < len(params) - 1 else z
@@ -351,11 +356,6 @@ def digits_data(*, dtype: DTypeLike | None = None) -> tuple[jax.Array, jax.Array
     dt = _float_dtype(dtype)
     X, y = _digits_arrays()
     return jnp.asarray(X.astype(dt) / dt.type(16)), jnp.asarray(y.astype(np.int32))
-
-
-def _standardize(z: jax.Array, axis: int | tuple[int, ...]) -> jax.Array:
-    """Zero mean, unit standard deviation over ``axis`` (batch norm, no affine part, no epsilon)."""
-    return (z - z.mean(axis)) / z.std(axis)
 
 
 def _digits_mlp_logits(params: Params, X: jax.Array, normalize: bool) -> jax.Array:
