@@ -104,8 +104,9 @@ def test_top_eigenpairs_on_60_dim_quadratic_with_known_spectrum(rng, make_spd):
     A = make_spd(rng, spectrum)
     prob = dc.quadratic(A, theta0=rng.standard_normal(d))
     pairs = jax.jit(lambda p: dc.top_eigenpairs(prob.loss, p, k=3, key=jax.random.PRNGKey(7)))(prob.theta0)
-    values, vectors, residuals = (np.asarray(a) for a in pairs)
+    values, vectors, residuals, num_matvecs = (np.asarray(a) for a in pairs)
     assert values.shape == (3,) and vectors.shape == (d, 3) and residuals.shape == (3,)
+    assert num_matvecs == 40 + 3  # all num_iters iterations, then one product per residual
     np.testing.assert_allclose(values, top, atol=1e-8)
     # eigenvectors: H v = mu v, checked independently with the matrix
     own_residuals = np.linalg.norm(A @ vectors - vectors * values[None, :], axis=0)
@@ -116,6 +117,53 @@ def test_top_eigenpairs_on_60_dim_quadratic_with_known_spectrum(rng, make_spd):
     w, V = np.linalg.eigh(A)
     overlaps = np.abs(np.sum(V[:, ::-1][:, :3] * vectors, axis=0))
     np.testing.assert_allclose(overlaps, 1.0, atol=1e-8)
+
+
+def _gapped_quadratic(d=400, top=(10.0, 8.0, 6.5, 5.5, 5.0), seed=3):
+    rng = np.random.default_rng(seed)
+    Q, _ = np.linalg.qr(rng.standard_normal((d, d)))
+    spectrum = np.concatenate([top, np.linspace(-1.0, 2.0, d - len(top))])
+    A = (Q * spectrum) @ Q.T
+    return A, Q, spectrum
+
+
+@pytest.mark.parametrize("k", [1, 3, 5])
+def test_top_eigenpairs_with_tol_stops_early_at_the_asked_accuracy(k):
+    A, Q, spectrum = _gapped_quadratic()
+    loss = lambda t: 0.5 * t @ jnp.asarray(A) @ t  # noqa: E731
+    theta = jnp.zeros(A.shape[0])
+    for tol in (1e-3, 1e-6):
+        ep = jax.jit(lambda p: dc.top_eigenpairs(loss, p, k, num_iters=200, tol=tol, exact_residuals=False))(theta)
+        values, vectors, n = np.asarray(ep.values), np.asarray(ep.vectors), int(ep.num_matvecs)
+        own = np.linalg.norm(A @ vectors - vectors * values[None, :], axis=0) / np.abs(values)
+        assert np.all(own <= 1.2 * tol), (tol, own)  # the estimate is the residual, up to round-off
+        np.testing.assert_allclose(np.asarray(ep.residuals) / np.abs(values), own, rtol=1e-3, atol=1e-12)
+        assert k <= n < 200  # stopped early, on the estimate alone
+        # and no earlier than the accuracy allows: without tol, n - 4 iterations are not enough
+        # (the test may overshoot by at most n / 16 iterations, so compare a few steps back)
+        short = dc.top_eigenpairs(loss, theta, k, num_iters=max(k, n - 2 - n // 16), exact_residuals=False)
+        assert np.max(np.asarray(short.residuals) / np.abs(np.asarray(short.values))) > tol
+    # along a path the Hessian moves a little: a warm start from the previous point's top vectors
+    # needs a few products beyond k, a cold start many more
+    E = np.random.default_rng(1).standard_normal(A.shape)
+    E = (E + E.T) / np.linalg.norm(E + E.T, 2)
+    moved = lambda t: 0.5 * t @ jnp.asarray(A + 1e-2 * E) @ t  # noqa: E731
+    prev = dc.top_eigenpairs(loss, theta, k, num_iters=200, tol=1e-3, exact_residuals=False)
+    cold = dc.top_eigenpairs(moved, theta, k, num_iters=200, tol=1e-3, exact_residuals=False)
+    warm = dc.top_eigenpairs(moved, theta, k, num_iters=200, tol=1e-3, exact_residuals=False,
+                             v0=jnp.sum(prev.vectors, axis=1))
+    assert int(warm.num_matvecs) <= k + 5 < int(cold.num_matvecs)
+    np.testing.assert_allclose(np.asarray(warm.values), np.asarray(cold.values), rtol=1e-5)
+
+
+def test_top_eigenpairs_exact_residuals_cost_k_products():
+    A, _, _ = _gapped_quadratic()
+    loss = lambda t: 0.5 * t @ jnp.asarray(A) @ t  # noqa: E731
+    a = dc.top_eigenpairs(loss, jnp.zeros(A.shape[0]), 3, num_iters=60)
+    b = dc.top_eigenpairs(loss, jnp.zeros(A.shape[0]), 3, num_iters=60, exact_residuals=False)
+    assert int(a.num_matvecs) == 63 and int(b.num_matvecs) == 60
+    np.testing.assert_allclose(np.asarray(a.values), np.asarray(b.values), rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(a.residuals), np.asarray(b.residuals), rtol=1e-3, atol=1e-12)
 
 
 def test_top_eigenpairs_warm_start_and_pytree_params():

@@ -240,6 +240,8 @@ def _loss(theta):
         (lambda: dc.top_eigenpairs(_loss, jnp.ones(3), k=4), "k must be <="),
         (lambda: dc.top_eigenpairs(_loss, jnp.ones(10), k=6, num_iters=5), "k must be <="),
         (lambda: dc.top_eigenpairs(_loss, jnp.ones(3), k=0), "k must be a positive integer"),
+        (lambda: dc.top_eigenpairs(_loss, jnp.ones(3), k=1, tol=0.0), "tol must be in (0, 1)"),
+        (lambda: dc.top_eigenpairs(_loss, jnp.ones(3), k=1, tol=1.0), "tol must be in (0, 1)"),
         (lambda: dc.quadratic(np.ones((2, 3))), "square"),
         (lambda: dc.quadratic(np.eye(2), theta0=np.ones(3)), "shape"),
         (lambda: dc.bilinear(theta0=(1.0, 2.0, 3.0)), "shape"),

@@ -115,12 +115,41 @@ class Eigenpairs(NamedTuple):
     Attributes:
       values: ``(k,)`` eigenvalues, largest first.
       vectors: ``(d, k)`` orthonormal eigenvectors over the flattened parameters.
-      residuals: ``(k,)`` residual norms :math:`\\|Hv - \\mu v\\|`, the honest accuracy estimate.
+      residuals: ``(k,)`` residual norms :math:`\\|Hv - \\mu v\\|`, the honest accuracy estimate
+        (computed with ``k`` more Hessian-vector products, or Lanczos' own estimate with
+        ``exact_residuals=False``).
+      num_matvecs: the number of Hessian-vector products spent (an int array: with ``tol`` it
+        depends on the data).
     """
 
     values: jax.Array
     vectors: jax.Array
     residuals: jax.Array
+    num_matvecs: jax.Array
+
+
+_BLOCK = 16  # rows of the Krylov basis re-orthogonalised against at once
+
+
+def _ritz(alphas: jax.Array, betas: jax.Array, i: jax.Array, k: int):
+    """The ``k`` largest Ritz pairs of the leading ``(i+1) x (i+1)`` block of the Lanczos matrix.
+
+    The tridiagonal matrix has a static size ``m``; the rows beyond ``i`` are decoupled and their
+    diagonal is set below the block's Gershgorin bound, so that the ``k <= i + 1`` largest
+    eigenvalues are the block's. Returns the values, the ``(m, k)`` eigenvectors and Lanczos'
+    residual estimates :math:`|\\beta_i s_{ij}|` (the exact residual norms in exact arithmetic).
+    """
+    m = alphas.shape[0]
+    idx = jnp.arange(m)
+    live = idx <= i
+    spread = 2 * jnp.max(jnp.where(live, jnp.abs(betas), 0.0))
+    low = jnp.min(jnp.where(live, alphas, jnp.inf)) - spread
+    diag = jnp.where(live, alphas, low - 0.5 * (1.0 + jnp.abs(low)))
+    off = jnp.where(idx[:-1] < i, betas[:-1], 0.0)
+    theta, s = jnp.linalg.eigh(jnp.diag(diag) + jnp.diag(off, 1) + jnp.diag(off, -1))
+    order = jnp.argsort(theta)[::-1][:k]
+    s = s[:, order]
+    return theta[order], s, jnp.abs(betas[i] * s[i])
 
 
 def top_eigenpairs(
@@ -129,72 +158,96 @@ def top_eigenpairs(
     k: int = 1,
     *,
     num_iters: int = 40,
+    tol: float | None = None,
     key: jax.Array | None = None,
     v0: jax.Array | None = None,
+    exact_residuals: bool = True,
 ) -> Eigenpairs:
     """Largest-algebraic eigenpairs of the Hessian by Lanczos with full re-orthogonalisation.
 
-    Matrix-free: it uses ``num_iters`` Hessian-vector products (:func:`hvp`) and never forms
-    the Hessian, so it scales to models whose Hessian does not fit in memory. Full
-    re-orthogonalisation keeps the Krylov basis orthonormal in floating point (no ghost
-    eigenvalues), at a cost of :math:`O(d\\,m^2)` for ``m = num_iters``.
+    Matrix-free: one Hessian-vector product (:func:`hvp`) per iteration, at most ``num_iters``
+    of them, and the Hessian is never formed, so it scales to models whose Hessian does not fit
+    in memory. Full re-orthogonalisation keeps the Krylov basis orthonormal in floating point (no
+    ghost eigenvalues); it works on the basis built so far, in blocks, so an iteration costs
+    :math:`O(d\\,i)` at step ``i``.
 
-    The Lanczos estimates of extreme eigenvalues converge first; ``residuals`` reports
-    :math:`\\|Hv-\\mu v\\|` for each pair so that callers can check convergence. Pass ``v0`` (e.g. the
-    previous top eigenvector along a trajectory) to warm-start.
+    With ``tol``, Lanczos stops as soon as every one of the ``k`` Ritz pairs has a relative
+    residual :math:`\\|Hv-\\mu v\\|/|\\mu| \\le` ``tol`` by Lanczos' own estimate
+    :math:`|\\beta_i s_{ij}|`, which costs no product (the test runs at iterations ``k, k+1, ...``
+    spaced by a sixteenth of the iteration count, so it may overshoot by that much); ``num_iters``
+    is then the budget. Without ``tol`` it runs all ``num_iters`` iterations. Extreme eigenvalues
+    converge first. Pass ``v0`` to warm-start (e.g. the sum of the previous top vectors along a
+    trajectory).
 
     Args:
       loss: scalar loss of a pytree.
       params: the point at which the Hessian is taken.
       k: number of eigenpairs (``1 <= k <= num_iters``).
-      num_iters: Krylov dimension ``m`` (capped at the number of parameters ``d``).
+      num_iters: the most Lanczos iterations (the Krylov dimension, capped at the number of
+        parameters ``d``).
+      tol: relative residual at which to stop early (``0 < tol < 1``), or ``None``.
       key: PRNG key for the random start (default: ``PRNGKey(0)``); ignored when ``v0`` is given.
       v0: optional flat starting vector of length ``d``.
+      exact_residuals: compute ``residuals`` with ``k`` more Hessian-vector products (default),
+        or report Lanczos' estimates, which are free.
 
     Returns:
       :class:`Eigenpairs` with the ``k`` largest eigenvalues first.
 
     Raises:
-      ValueError: when ``k`` or ``num_iters`` are not positive integers or ``k > num_iters``.
+      ValueError: when ``k`` or ``num_iters`` are not positive integers, ``k > num_iters``, or
+        ``tol`` is not in ``(0, 1)``.
 
     Example:
 
     >>> import jax.numpy as jnp
     >>> loss = lambda th: 0.5 * jnp.sum(jnp.arange(1.0, 7.0) * th**2)     # eigenvalues 1..6
     >>> ep = top_eigenpairs(loss, jnp.zeros(6), 2, num_iters=6)
-    >>> [round(float(m), 4) for m in ep.values]
-    [6.0, 5.0]
+    >>> [round(float(m), 4) for m in ep.values], int(ep.num_matvecs)      # 6 iterations + 2 residuals
+    ([6.0, 5.0], 8)
+    >>> loss = lambda th: 0.5 * jnp.sum(jnp.linspace(0.0, 1.0, 1000) ** 8 * th**2)  # a gap at the top
+    >>> ep = top_eigenpairs(loss, jnp.zeros(1000), 1, num_iters=100, tol=1e-4, exact_residuals=False)
+    >>> int(ep.num_matvecs) < 50, bool(ep.residuals[0] <= 1e-4 * ep.values[0])
+    (True, True)
     """
     k = check_positive_int("k", k)
     num_iters = check_positive_int("num_iters", num_iters)
+    if tol is not None and not (isinstance(tol, (int, float)) and 0 < tol < 1):
+        raise ValueError(f"tol must be in (0, 1) or None, got {tol!r}")
     flat, unravel = ravel_pytree(params)
     d = flat.shape[0]
     m = min(num_iters, d)
     if k > m:
         raise ValueError(f"k must be <= min(num_iters, number of parameters) = {m}, got {k}")
+    dt = flat.dtype
 
     def matvec(v: jax.Array) -> jax.Array:
         return ravel_pytree(hvp(loss, params, unravel(v)))[0]
 
     key = jax.random.PRNGKey(0) if key is None else key
     if v0 is None:
-        v0 = jax.random.normal(key, (d,), dtype=flat.dtype)
+        v0 = jax.random.normal(key, (d,), dtype=dt)
+    v0 = jnp.asarray(v0, dt)
     v0 = v0 / jnp.linalg.norm(v0)
 
-    basis = jnp.zeros((m, d), flat.dtype).at[0].set(v0)
-    alphas = jnp.zeros((m,), flat.dtype)
-    betas = jnp.zeros((m,), flat.dtype)
+    n_blocks = -(-m // _BLOCK)
+    basis = jnp.zeros((n_blocks, _BLOCK, d), dt).at[0, 0].set(v0)
 
     def orthogonalise(w, basis, i):
-        # full re-orthogonalisation against the basis vectors 0..i (twice is enough)
-        mask = (jnp.arange(m) <= i)[:, None]
+        # against the basis vectors 0..i, block by block, twice ("twice is enough")
+        def one_block(b, w):
+            rows = jax.lax.dynamic_index_in_dim(basis, b, keepdims=False)
+            live = (b * _BLOCK + jnp.arange(_BLOCK) <= i)[:, None]
+            rows = jnp.where(live, rows, 0.0)
+            return w - rows.T @ (rows @ w)
+
         for _ in range(2):
-            w = w - (mask * basis).T @ ((mask * basis) @ w)
+            w = jax.lax.fori_loop(0, i // _BLOCK + 1, one_block, w)
         return w
 
-    def body(i, carry):
-        basis, alphas, betas = carry
-        v = basis[i]
+    def body(carry):
+        i, basis, alphas, betas, _, next_check = carry
+        v = basis[i // _BLOCK, i % _BLOCK]
         w = matvec(v)
         alpha = jnp.vdot(w, v)
         w = orthogonalise(w, basis, i)
@@ -202,22 +255,39 @@ def top_eigenpairs(
         # Breakdown (an invariant subspace was found): continue from a random vector orthogonal to
         # the basis, with a zero coupling, so that no spurious eigenvalue enters the tridiagonal matrix.
         broke = beta <= 1e-10 * (1.0 + jnp.abs(alpha))
-        fresh = orthogonalise(jax.random.normal(jax.random.fold_in(key, i), (d,), flat.dtype), basis, i)
+        fresh = orthogonalise(jax.random.normal(jax.random.fold_in(key, i), (d,), dt), basis, i)
         nxt = jnp.where(broke, fresh / jnp.linalg.norm(fresh), w / jnp.where(broke, 1.0, beta))
         beta = jnp.where(broke, 0.0, beta)
-        basis = jnp.where(i + 1 < m, basis.at[jnp.minimum(i + 1, m - 1)].set(nxt), basis)
-        return basis, alphas.at[i].set(alpha), betas.at[i].set(beta)
+        j = jnp.minimum(i + 1, m - 1)  # after the last iteration, row m - 1 keeps its own vector
+        basis = basis.at[j // _BLOCK, j % _BLOCK].set(jnp.where(i + 1 < m, nxt, v))
+        alphas, betas = alphas.at[i].set(alpha), betas.at[i].set(beta)
+        done = jnp.asarray(False)
+        if tol is not None:
+            check = (i + 1 >= k) & (i >= next_check)
 
-    basis, alphas, betas = jax.lax.fori_loop(0, m, body, (basis, alphas, betas))
-    tri = jnp.diag(alphas) + jnp.diag(betas[:-1], 1) + jnp.diag(betas[:-1], -1)
-    theta, s = jnp.linalg.eigh(tri)
-    order = jnp.argsort(theta)[::-1][:k]
-    values = theta[order]
-    vectors = basis.T @ s[:, order]
+            def converged(_):
+                values, _, est = _ritz(alphas, betas, i, k)
+                return jnp.all(est <= tol * jnp.abs(values))
+
+            done = jax.lax.cond(check, converged, lambda _: jnp.asarray(False), None)
+            next_check = jnp.where(check, i + jnp.maximum(1, (i + 1) // 16), next_check)
+        return i + 1, basis, alphas, betas, done, next_check
+
+    def cond(carry):
+        i, *_, done, _ = carry
+        return (i < m) & ~done
+
+    zeros = jnp.zeros((m,), dt)
+    carry = (jnp.asarray(0), basis, zeros, zeros, jnp.asarray(False), jnp.asarray(k - 1))
+    n, basis, alphas, betas, _, _ = jax.lax.while_loop(cond, body, carry)
+    values, s, estimates = _ritz(alphas, betas, n - 1, k)
+    vectors = basis.reshape(-1, d)[:m].T @ s
     vectors = vectors / jnp.linalg.norm(vectors, axis=0, keepdims=True)
-    hv = jax.vmap(matvec, in_axes=1, out_axes=1)(vectors)
-    residuals = jnp.linalg.norm(hv - vectors * values[None, :], axis=0)
-    return Eigenpairs(values, vectors, residuals)
+    if exact_residuals:
+        hv = jax.vmap(matvec, in_axes=1, out_axes=1)(vectors)
+        residuals = jnp.linalg.norm(hv - vectors * values[None, :], axis=0)
+        return Eigenpairs(values, vectors, residuals, n + k)
+    return Eigenpairs(values, vectors, estimates, n)
 
 
 def sharpness(loss: Loss, params: Params, *, dense: bool | None = None, num_iters: int = 40) -> jax.Array:
