@@ -221,8 +221,8 @@ def top_eigenpairs(
         raise ValueError(f"k must be <= min(num_iters, number of parameters) = {m}, got {k}")
     dt = flat.dtype
 
-    def matvec(v: jax.Array) -> jax.Array:
-        return ravel_pytree(hvp(loss, params, unravel(v)))[0]
+    # forward-over-reverse, linearised once: the products reuse the forward pass of the gradient
+    _, matvec = jax.linearize(lambda x: ravel_pytree(jax.grad(loss)(unravel(x)))[0], flat)
 
     key = jax.random.PRNGKey(0) if key is None else key
     if v0 is None:
@@ -234,29 +234,41 @@ def top_eigenpairs(
     basis = jnp.zeros((n_blocks, _BLOCK, d), dt).at[0, 0].set(v0)
 
     def orthogonalise(w, basis, i):
-        # against the basis vectors 0..i, block by block, twice ("twice is enough")
+        # one classical Gram-Schmidt pass against the basis vectors 0..i, block by block
         def one_block(b, w):
             rows = jax.lax.dynamic_index_in_dim(basis, b, keepdims=False)
             live = (b * _BLOCK + jnp.arange(_BLOCK) <= i)[:, None]
             rows = jnp.where(live, rows, 0.0)
             return w - rows.T @ (rows @ w)
 
-        for _ in range(2):
-            w = jax.lax.fori_loop(0, i // _BLOCK + 1, one_block, w)
-        return w
+        return jax.lax.fori_loop(0, i // _BLOCK + 1, one_block, w)
+
+    def reorthogonalise(w, basis, i):
+        # a second pass only when the first removed much of w ("twice is enough", Kahan-Parlett)
+        before = jnp.linalg.norm(w)
+        w = orthogonalise(w, basis, i)
+        return jax.lax.cond(jnp.linalg.norm(w) < 0.7 * before, orthogonalise, lambda w, *_: w, w, basis, i)
+
+    def restart(basis, i):
+        # breakdown (an invariant subspace was found): a random vector orthogonal to the basis
+        fresh = jax.random.normal(jax.random.fold_in(key, i), (d,), dt)
+        fresh = orthogonalise(orthogonalise(fresh, basis, i), basis, i)
+        return fresh / jnp.linalg.norm(fresh)
 
     def body(carry):
         i, basis, alphas, betas, _, next_check = carry
         v = basis[i // _BLOCK, i % _BLOCK]
         w = matvec(v)
         alpha = jnp.vdot(w, v)
-        w = orthogonalise(w, basis, i)
+        # the three-term recurrence, then full re-orthogonalisation against round-off
+        prev = basis[jnp.maximum(i - 1, 0) // _BLOCK, jnp.maximum(i - 1, 0) % _BLOCK]
+        w = w - alpha * v - jnp.where(i > 0, betas[jnp.maximum(i - 1, 0)], 0.0) * prev
+        w = reorthogonalise(w, basis, i)
         beta = jnp.linalg.norm(w)
-        # Breakdown (an invariant subspace was found): continue from a random vector orthogonal to
-        # the basis, with a zero coupling, so that no spurious eigenvalue enters the tridiagonal matrix.
+        # continue after a breakdown with a zero coupling, so that no spurious eigenvalue enters
+        # the tridiagonal matrix
         broke = beta <= 1e-10 * (1.0 + jnp.abs(alpha))
-        fresh = orthogonalise(jax.random.normal(jax.random.fold_in(key, i), (d,), dt), basis, i)
-        nxt = jnp.where(broke, fresh / jnp.linalg.norm(fresh), w / jnp.where(broke, 1.0, beta))
+        nxt = jax.lax.cond(broke, lambda w, b: restart(basis, i), lambda w, b: w / b, w, beta)
         beta = jnp.where(broke, 0.0, beta)
         j = jnp.minimum(i + 1, m - 1)  # after the last iteration, row m - 1 keeps its own vector
         basis = basis.at[j // _BLOCK, j % _BLOCK].set(jnp.where(i + 1 < m, nxt, v))
