@@ -4,7 +4,10 @@ DAL is tested with the optimizers, sharpness tracking and hvp_fd with the curvat
 integrators in tests/test_integration.py.
 """
 
+import re
+
 import jax
+import jax.flatten_util
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -222,3 +225,37 @@ def test_hyperparameter_validation():
         dc.principal.principal_field(loss, eta=0.1, lam=-1.0)
     with pytest.raises(ValueError, match="beta"):
         dc.principal.heavy_ball_log_flow(np.eye(2), np.ones(2), [0.0, 1.0], eta=0.1, beta=1.0)
+
+
+def test_eos_observer_tracks_the_dense_spectrum_and_the_pf_rate_along_a_run():
+    # a small digits MLP in float64: dense eigh at every saved iterate is the reference
+    prob = dc.digits(jax.random.PRNGKey(0), hidden=12, n=200, dtype=jnp.float64)
+    eta, lam, k = 0.5, 1e-3, 3
+    obs = dc.principal.eos_observer(prob.loss, eta=eta, k=k, lam=lam, tol=1e-6)
+    traj = jax.jit(lambda th: dc.run(dc.gd(eta, lam=lam), prob.loss, th, 12, observe=obs))(prob.theta0)
+    diag = traj.observed
+    loss_lam = dc.curvature.with_decay(prob.loss, lam)
+    for j in range(traj.loss.shape[0]):
+        theta = jax.tree_util.tree_map(lambda x: x[j], traj.params)
+        mu, V = dc.hessian_eigh(loss_lam, theta)
+        np.testing.assert_allclose(np.asarray(diag.values[j]), np.asarray(mu[::-1][:k]), rtol=1e-5)
+        U = np.asarray(diag.vectors[j])
+        np.testing.assert_allclose(np.abs(np.sum(U * np.asarray(V[:, ::-1][:, :k]), axis=0)), 1.0, atol=1e-4)
+        g = np.asarray(jax.flatten_util.ravel_pytree(jax.grad(loss_lam)(theta))[0])
+        c = U.T @ g
+        want = np.real(np.asarray(dc.principal.alpha_pf(eta * mu[::-1][:k]))) @ c**2 - (g @ g - c @ c)
+        assert float(diag.pf_rate[j]) == pytest.approx(want, rel=1e-6)
+        if j:  # signs continue along the run, and a warm start is cheaper than the cold one
+            assert np.all(np.sum(U * np.asarray(diag.vectors[j - 1]), axis=0) >= 0)
+            assert int(diag.num_matvecs[j]) < int(diag.num_matvecs[0])
+    assert np.all(np.asarray(diag.residuals) <= 1e-6 * np.abs(np.asarray(diag.values)) * 1.01)
+
+
+def test_eos_observer_validates_its_arguments():
+    loss = lambda th: jnp.sum(th**2)  # noqa: E731
+    with pytest.raises(ValueError, match="eta must be > 0"):
+        dc.principal.eos_observer(loss, eta=0.0)
+    with pytest.raises(ValueError, match=re.escape("tol must be in (0, 1)")):
+        dc.principal.eos_observer(loss, eta=0.1, tol=1.0)
+    with pytest.raises(ValueError, match="k must be a positive integer"):
+        dc.principal.eos_observer(loss, eta=0.1, k=0)

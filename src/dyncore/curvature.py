@@ -22,6 +22,7 @@ __all__ = [
     "hessian",
     "hessian_eigh",
     "Eigenpairs",
+    "lanczos",
     "top_eigenpairs",
     "sharpness",
     "SharpnessTrace",
@@ -152,82 +153,60 @@ def _ritz(alphas: jax.Array, betas: jax.Array, i: jax.Array, k: int):
     return theta[order], s, jnp.abs(betas[i] * s[i])
 
 
-def top_eigenpairs(
-    loss: Loss,
-    params: Params,
+def _check_lanczos_args(k, num_iters, tol, d):
+    k = check_positive_int("k", k)
+    num_iters = check_positive_int("num_iters", num_iters)
+    if tol is not None and not (isinstance(tol, (int, float)) and 0 < tol < 1):
+        raise ValueError(f"tol must be in (0, 1) or None, got {tol!r}")
+    m = min(num_iters, d)
+    if k > m:
+        raise ValueError(f"k must be <= min(num_iters, number of parameters) = {m}, got {k}")
+    return k, m
+
+
+def lanczos(
+    matvec: Callable[[jax.Array], jax.Array],
+    v0: jax.Array,
     k: int = 1,
     *,
     num_iters: int = 40,
     tol: float | None = None,
     key: jax.Array | None = None,
-    v0: jax.Array | None = None,
-    exact_residuals: bool = True,
 ) -> Eigenpairs:
-    """Largest-algebraic eigenpairs of the Hessian by Lanczos with full re-orthogonalisation.
+    """The ``k`` largest eigenpairs of a symmetric operator on flat vectors, by Lanczos.
 
-    Matrix-free: one Hessian-vector product (:func:`hvp`) per iteration, at most ``num_iters``
-    of them, and the Hessian is never formed, so it scales to models whose Hessian does not fit
-    in memory. Full re-orthogonalisation keeps the Krylov basis orthonormal in floating point (no
-    ghost eigenvalues); it works on the basis built so far, in blocks, so an iteration costs
-    :math:`O(d\\,i)` at step ``i``.
-
-    With ``tol``, Lanczos stops as soon as every one of the ``k`` Ritz pairs has a relative
-    residual :math:`\\|Hv-\\mu v\\|/|\\mu| \\le` ``tol`` by Lanczos' own estimate
-    :math:`|\\beta_i s_{ij}|`, which costs no product (the test runs at iterations ``k, k+1, ...``
-    spaced by a sixteenth of the iteration count, so it may overshoot by that much); ``num_iters``
-    is then the budget. Without ``tol`` it runs all ``num_iters`` iterations. Extreme eigenvalues
-    converge first. Pass ``v0`` to warm-start (e.g. the sum of the previous top vectors along a
-    trajectory).
+    The engine of :func:`top_eigenpairs`, for any symmetric ``matvec`` (a Gauss-Newton or Fisher
+    product, a Hessian of your own): one product per iteration, full re-orthogonalisation
+    against the basis built so far (in blocks, so iteration ``i`` costs :math:`O(d\\,i)`; a
+    second pass only when the first removed much, "twice is enough"), and a random restart
+    orthogonal to the basis if the Krylov space becomes invariant. With ``tol`` it stops once every
+    Ritz pair has :math:`|\\beta_i s_{ij}| \\le` ``tol`` :math:`|\\mu_j|` (Lanczos' own residual
+    estimate, free; tested at iterations spaced by a sixteenth of the iteration count).
 
     Args:
-      loss: scalar loss of a pytree.
-      params: the point at which the Hessian is taken.
-      k: number of eigenpairs (``1 <= k <= num_iters``).
-      num_iters: the most Lanczos iterations (the Krylov dimension, capped at the number of
-        parameters ``d``).
-      tol: relative residual at which to stop early (``0 < tol < 1``), or ``None``.
-      key: PRNG key for the random start (default: ``PRNGKey(0)``); ignored when ``v0`` is given.
-      v0: optional flat starting vector of length ``d``.
-      exact_residuals: compute ``residuals`` with ``k`` more Hessian-vector products (default),
-        or report Lanczos' estimates, which are free.
+      matvec: ``v -> A v`` on vectors of shape ``(d,)``.
+      v0: start vector ``(d,)`` (normalised here).
+      k: number of eigenpairs.
+      num_iters: the most iterations (capped at ``d``).
+      tol: relative residual at which to stop, or ``None`` to run all iterations.
+      key: PRNG key of a restart after a breakdown (default ``PRNGKey(0)``).
 
     Returns:
-      :class:`Eigenpairs` with the ``k`` largest eigenvalues first.
-
-    Raises:
-      ValueError: when ``k`` or ``num_iters`` are not positive integers, ``k > num_iters``, or
-        ``tol`` is not in ``(0, 1)``.
+      :class:`Eigenpairs`, ``residuals`` being the estimates and ``num_matvecs`` the iterations.
 
     Example:
 
     >>> import jax.numpy as jnp
-    >>> loss = lambda th: 0.5 * jnp.sum(jnp.arange(1.0, 7.0) * th**2)     # eigenvalues 1..6
-    >>> ep = top_eigenpairs(loss, jnp.zeros(6), 2, num_iters=6)
-    >>> [round(float(m), 4) for m in ep.values], int(ep.num_matvecs)      # 6 iterations + 2 residuals
-    ([6.0, 5.0], 8)
-    >>> loss = lambda th: 0.5 * jnp.sum(jnp.linspace(0.0, 1.0, 1000) ** 8 * th**2)  # a gap at the top
-    >>> ep = top_eigenpairs(loss, jnp.zeros(1000), 1, num_iters=100, tol=1e-4, exact_residuals=False)
-    >>> int(ep.num_matvecs) < 50, bool(ep.residuals[0] <= 1e-4 * ep.values[0])
-    (True, True)
+    >>> A = jnp.diag(jnp.arange(1.0, 101.0))
+    >>> ep = lanczos(lambda v: A @ v, jnp.ones(100), 2, num_iters=100, tol=1e-6)
+    >>> [round(float(x), 4) for x in ep.values], int(ep.num_matvecs) < 100
+    ([100.0, 99.0], True)
     """
-    k = check_positive_int("k", k)
-    num_iters = check_positive_int("num_iters", num_iters)
-    if tol is not None and not (isinstance(tol, (int, float)) and 0 < tol < 1):
-        raise ValueError(f"tol must be in (0, 1) or None, got {tol!r}")
-    flat, unravel = ravel_pytree(params)
-    d = flat.shape[0]
-    m = min(num_iters, d)
-    if k > m:
-        raise ValueError(f"k must be <= min(num_iters, number of parameters) = {m}, got {k}")
-    dt = flat.dtype
-
-    # forward-over-reverse, linearised once: the products reuse the forward pass of the gradient
-    _, matvec = jax.linearize(lambda x: ravel_pytree(jax.grad(loss)(unravel(x)))[0], flat)
-
+    v0 = jnp.asarray(v0)
+    d = v0.shape[0]
+    k, m = _check_lanczos_args(k, num_iters, tol, d)
+    dt = v0.dtype
     key = jax.random.PRNGKey(0) if key is None else key
-    if v0 is None:
-        v0 = jax.random.normal(key, (d,), dtype=dt)
-    v0 = jnp.asarray(v0, dt)
     v0 = v0 / jnp.linalg.norm(v0)
 
     n_blocks = -(-m // _BLOCK)
@@ -295,11 +274,79 @@ def top_eigenpairs(
     values, s, estimates = _ritz(alphas, betas, n - 1, k)
     vectors = basis.reshape(-1, d)[:m].T @ s
     vectors = vectors / jnp.linalg.norm(vectors, axis=0, keepdims=True)
-    if exact_residuals:
-        hv = jax.vmap(matvec, in_axes=1, out_axes=1)(vectors)
-        residuals = jnp.linalg.norm(hv - vectors * values[None, :], axis=0)
-        return Eigenpairs(values, vectors, residuals, n + k)
     return Eigenpairs(values, vectors, estimates, n)
+
+
+def top_eigenpairs(
+    loss: Loss,
+    params: Params,
+    k: int = 1,
+    *,
+    num_iters: int = 40,
+    tol: float | None = None,
+    key: jax.Array | None = None,
+    v0: jax.Array | None = None,
+    exact_residuals: bool = True,
+) -> Eigenpairs:
+    """Largest-algebraic eigenpairs of the Hessian by Lanczos with full re-orthogonalisation.
+
+    Matrix-free (:func:`lanczos` on Hessian-vector products): one product per iteration, at most
+    ``num_iters`` of them, and the Hessian is never formed, so it scales to models whose Hessian
+    does not fit in memory. The gradient is linearised once (forward-over-reverse, compiled with
+    the call), so every product reuses its forward pass. Full re-orthogonalisation keeps the
+    Krylov basis orthonormal in floating point (no ghost eigenvalues).
+
+    With ``tol``, Lanczos stops as soon as every one of the ``k`` Ritz pairs has a relative
+    residual :math:`\\|Hv-\\mu v\\|/|\\mu| \\le` ``tol`` by Lanczos' own estimate
+    :math:`|\\beta_i s_{ij}|`, which costs no product (the test runs at iterations ``k, k+1, ...``
+    spaced by a sixteenth of the iteration count, so it may overshoot by that much); ``num_iters``
+    is then the budget. Without ``tol`` it runs all ``num_iters`` iterations. Extreme eigenvalues
+    converge first. Pass ``v0`` to warm-start (e.g. the sum of the previous top vectors along a
+    trajectory).
+
+    Args:
+      loss: scalar loss of a pytree.
+      params: the point at which the Hessian is taken.
+      k: number of eigenpairs (``1 <= k <= num_iters``).
+      num_iters: the most Lanczos iterations (the Krylov dimension, capped at the number of
+        parameters ``d``).
+      tol: relative residual at which to stop early (``0 < tol < 1``), or ``None``.
+      key: PRNG key for the random start (default: ``PRNGKey(0)``); ignored when ``v0`` is given.
+      v0: optional flat starting vector of length ``d``.
+      exact_residuals: compute ``residuals`` with ``k`` more Hessian-vector products (default),
+        or report Lanczos' estimates, which are free.
+
+    Returns:
+      :class:`Eigenpairs` with the ``k`` largest eigenvalues first.
+
+    Raises:
+      ValueError: when ``k`` or ``num_iters`` are not positive integers, ``k > num_iters``, or
+        ``tol`` is not in ``(0, 1)``.
+
+    Example:
+
+    >>> import jax.numpy as jnp
+    >>> loss = lambda th: 0.5 * jnp.sum(jnp.arange(1.0, 7.0) * th**2)     # eigenvalues 1..6
+    >>> ep = top_eigenpairs(loss, jnp.zeros(6), 2, num_iters=6)
+    >>> [round(float(m), 4) for m in ep.values], int(ep.num_matvecs)      # 6 iterations + 2 residuals
+    ([6.0, 5.0], 8)
+    >>> loss = lambda th: 0.5 * jnp.sum(jnp.linspace(0.0, 1.0, 1000) ** 8 * th**2)  # a gap at the top
+    >>> ep = top_eigenpairs(loss, jnp.zeros(1000), 1, num_iters=100, tol=1e-4, exact_residuals=False)
+    >>> int(ep.num_matvecs) < 50, bool(ep.residuals[0] <= 1e-4 * ep.values[0])
+    (True, True)
+    """
+    flat, unravel = ravel_pytree(params)
+    _check_lanczos_args(k, num_iters, tol, flat.shape[0])
+    # forward-over-reverse, linearised once: the products reuse the forward pass of the gradient
+    _, matvec = jax.linearize(lambda x: ravel_pytree(jax.grad(loss)(unravel(x)))[0], flat)
+    key = jax.random.PRNGKey(0) if key is None else key
+    v0 = jax.random.normal(key, flat.shape, flat.dtype) if v0 is None else jnp.asarray(v0, flat.dtype)
+    ep = lanczos(matvec, v0, k, num_iters=num_iters, tol=tol, key=key)
+    if not exact_residuals:
+        return ep
+    hv = jax.vmap(matvec, in_axes=1, out_axes=1)(ep.vectors)
+    residuals = jnp.linalg.norm(hv - ep.vectors * ep.values[None, :], axis=0)
+    return ep._replace(residuals=residuals, num_matvecs=ep.num_matvecs + k)
 
 
 def sharpness(loss: Loss, params: Params, *, dense: bool | None = None, num_iters: int = 40) -> jax.Array:

@@ -39,14 +39,15 @@ Numerics (all documented where they are used):
 from __future__ import annotations
 
 from functools import partial
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 from numpy.typing import ArrayLike
 
-from .curvature import decayed_spectrum, hvp, top_eigenpairs, with_decay
+from .curvature import decayed_spectrum, hvp, lanczos, top_eigenpairs, with_decay
+from .runner import Observer
 from .trees import as_complex
 from .optimizers import dal_rate
 from .validation import check_hparams, check_positive_int
@@ -60,6 +61,8 @@ __all__ = [
     "alpha_field",
     "principal_field",
     "principal_field_topk",
+    "EoSDiagnostics",
+    "eos_observer",
     "third_order_term",
     "principal_flow_quadratic",
     "dal_rate",
@@ -374,6 +377,103 @@ def principal_field_topk(loss: Loss, *, eta, lam=0.0, k: int = 1, num_iters: int
         return _complex_unravel(theta)(top + rest)
 
     return field
+
+
+class EoSDiagnostics(NamedTuple):
+    """What :func:`eos_observer` records at an iterate :math:`\\theta` of a run.
+
+    Attributes:
+      values: ``(k,)`` top eigenvalues :math:`\\mu_0 \\ge \\dots \\ge \\mu_{k-1}` of
+        :math:`\\nabla^2 L_\\lambda(\\theta)`; ``eta * values[0] > 2`` is past the edge of stability.
+      vectors: ``(d, k)`` their unit eigenvectors over the flattened parameters, signs continued
+        along the run (each has a non-negative overlap with the previous iterate's).
+      residuals: ``(k,)`` Lanczos' estimates of :math:`\\|Hu - \\mu u\\|`.
+      num_matvecs: the Hessian-vector products this iterate cost.
+      pf_rate: the principal flow's rate of change of the loss at :math:`\\theta`, with the top
+        ``k`` modes exact and gradient flow on the rest,
+        :math:`\\dot L = \\sum_{i<k}\\mathrm{Re}\\,\\alpha_{PF}(\\eta\\mu_i)\\,(g^\\top u_i)^2
+        - \\|g - U U^\\top g\\|^2`; ``eta * pf_rate`` is its one-step prediction of the change of
+        :math:`L_\\lambda`, which turns positive when a mode passes :math:`\\eta\\mu = 2`.
+    """
+
+    values: jax.Array
+    vectors: jax.Array
+    residuals: jax.Array
+    num_matvecs: jax.Array
+    pf_rate: jax.Array
+
+
+def eos_observer(loss: Loss, *, eta, k: int = 1, lam=0.0, tol: float = 1e-3, num_iters: int | None = None,
+                 cold_iters: int | None = None, key: jax.Array | None = None) -> Observer:
+    r"""Track the top Hessian eigenpairs and the principal flow's prediction along a training run.
+
+    An :class:`dyncore.runner.Observer` for :func:`dyncore.runner.run`: at every iterate it runs
+    Lanczos (:func:`dyncore.curvature.lanczos`, stopping at relative residual ``tol``) on the
+    Hessian of :math:`L_\lambda = L + 	frac\lambda2\|	heta\|^2`, **warm-started** from the sum of
+    the previous iterate's ``k`` eigenvectors, and evaluates the PF's loss rate
+    (:class:`EoSDiagnostics`). The gradient is linearised once per iterate, which gives the
+    gradient the PF needs and the forward pass that every product reuses; everything is compiled
+    once with the run. The first iterate gets a cold start with up to ``cold_iters`` products.
+    ``Trajectory.observed`` then holds the diagnostics of each saved iterate
+    (``observed.values[j]`` at ``params[j]``).
+
+    Args:
+      loss: scalar loss (without weight decay; pass ``lam``).
+      eta: learning rate of the run (for :math:`lpha_{PF}(\eta\mu)`).
+      k: eigenpairs tracked.
+      lam: weight decay.
+      tol: relative residual at which Lanczos stops (``0 < tol < 1``).
+      num_iters: most products per iterate after the first (default ``2 k + 20``); where it is
+        reached before ``tol``, ``residuals`` shows the accuracy obtained.
+      cold_iters: most products at the first iterate (default ``max(100, 5 k)``).
+      key: PRNG key of the cold start (default ``PRNGKey(0)``).
+
+    Returns:
+      An :class:`~dyncore.runner.Observer` whose state is an :class:`EoSDiagnostics`.
+
+    Raises:
+      ValueError: for invalid ``eta``, ``lam``, ``k``, ``tol`` or iteration counts.
+
+    Example (GD on a quadratic whose top curvature is 3, with ``eta = 0.5``: ``eta * mu = 1.5``,
+    oscillating but stable, and the PF predicts the loss to fall):
+
+    >>> import jax, jax.numpy as jnp
+    >>> from dyncore.optimizers import gd
+    >>> from dyncore.runner import run
+    >>> loss = lambda th: 0.5 * jnp.sum(jnp.array([3.0, 1.0, 0.5]) * th**2)
+    >>> obs = eos_observer(loss, eta=0.5, k=2)
+    >>> traj = run(gd(0.5), loss, jnp.ones(3), 5, observe=obs)
+    >>> [round(float(x), 4) for x in traj.observed.values[-1]], bool(traj.observed.pf_rate[-1] < 0)
+    ([3.0, 1.0], True)
+    """
+    check_hparams(eta=eta, lam=lam)
+    k = check_positive_int("k", k)
+    num_iters = check_positive_int("num_iters", 2 * k + 20 if num_iters is None else num_iters)
+    cold_iters = check_positive_int("cold_iters", max(100, 5 * k) if cold_iters is None else cold_iters)
+    if not (isinstance(tol, (int, float)) and 0 < tol < 1):
+        raise ValueError(f"tol must be in (0, 1), got {tol!r}")
+    loss_lam = with_decay(loss, lam)
+    key = jax.random.PRNGKey(0) if key is None else key
+
+    def diagnose(theta, v0, iters, previous):
+        flat, unravel = ravel_pytree(theta)
+        g, matvec = jax.linearize(lambda x: ravel_pytree(jax.grad(loss_lam)(unravel(x)))[0], flat)
+        ep = lanczos(matvec, v0, k, num_iters=min(iters, flat.shape[0]), tol=tol, key=key)
+        U = ep.vectors
+        if previous is not None:  # continue the signs along the run
+            U = U * jnp.where(jnp.sum(U * previous, axis=0) < 0, -1.0, 1.0)[None, :]
+        c = U.T @ g
+        rate = jnp.real(alpha_pf(eta * ep.values)) @ c**2 - (g @ g - c @ c)
+        return EoSDiagnostics(ep.values, U, ep.residuals, ep.num_matvecs, rate.astype(g.dtype))
+
+    def init(theta0):
+        flat = ravel_pytree(theta0)[0]
+        return diagnose(theta0, jax.random.normal(key, flat.shape, flat.dtype), cold_iters, None)
+
+    def update(state, theta, new_theta, grad):
+        return diagnose(new_theta, jnp.sum(state.vectors, axis=1), num_iters, state.vectors)
+
+    return Observer(init, update)
 
 
 def principal_flow_quadratic(A: ArrayLike, theta0: ArrayLike, ts: ArrayLike, *, eta, lam=0.0,
