@@ -7,6 +7,7 @@ thousand parameters); :func:`top_eigenpairs` is matrix-free and needs only Hessi
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -132,16 +133,10 @@ class Eigenpairs(NamedTuple):
 _BLOCK = 16  # rows of the Krylov basis re-orthogonalised against at once
 
 
-def _ritz(alphas: jax.Array, betas: jax.Array, i: jax.Array, k: int):
-    """The ``k`` largest Ritz pairs of the leading ``(i+1) x (i+1)`` block of the Lanczos matrix.
-
-    The tridiagonal matrix has a static size ``m``; the rows beyond ``i`` are decoupled and their
-    diagonal is set below the block's Gershgorin bound, so that the ``k <= i + 1`` largest
-    eigenvalues are the block's. Returns the values, the ``(m, k)`` eigenvectors and Lanczos'
-    residual estimates :math:`|\\beta_i s_{ij}|` (the exact residual norms in exact arithmetic).
-    """
-    m = alphas.shape[0]
-    idx = jnp.arange(m)
+def _ritz_static(alphas: jax.Array, betas: jax.Array, i: jax.Array, k: int, size: int):
+    # the leading size x size corner, rows beyond i decoupled and pushed below the spectrum
+    alphas, betas = alphas[:size], betas[:size]
+    idx = jnp.arange(size)
     live = idx <= i
     spread = 2 * jnp.max(jnp.where(live, jnp.abs(betas), 0.0))
     low = jnp.min(jnp.where(live, alphas, jnp.inf)) - spread
@@ -150,7 +145,34 @@ def _ritz(alphas: jax.Array, betas: jax.Array, i: jax.Array, k: int):
     theta, s = jnp.linalg.eigh(jnp.diag(diag) + jnp.diag(off, 1) + jnp.diag(off, -1))
     order = jnp.argsort(theta)[::-1][:k]
     s = s[:, order]
-    return theta[order], s, jnp.abs(betas[i] * s[i])
+    est = jnp.abs(betas[jnp.minimum(i, size - 1)] * s[jnp.minimum(i, size - 1)])
+    return theta[order], s, est
+
+
+def _ritz(alphas: jax.Array, betas: jax.Array, i: jax.Array, k: int):
+    """The ``k`` largest Ritz pairs of the leading ``(i+1) x (i+1)`` block of the Lanczos matrix.
+
+    The tridiagonal matrix has a static size ``m``. It is solved in the smallest corner of size
+    ``16 * 2**j`` (or ``m``) that holds the block, picked by ``lax.switch``, so a test at
+    iteration ``i`` costs :math:`O(i^3)`, not :math:`O(m^3)`; rows of the corner beyond ``i`` are
+    decoupled and their diagonal is set below the block's Gershgorin bound, so that the
+    ``k <= i + 1`` largest eigenvalues are the block's. Returns the values, the ``(m, k)``
+    eigenvectors and Lanczos' residual estimates :math:`|\\beta_i s_{ij}|` (the exact residual
+    norms in exact arithmetic).
+    """
+    m = alphas.shape[0]
+    sizes = sorted({min(m, 16 * 2**j) for j in range(max(1, math.ceil(math.log2(max(m, 16) / 16)) + 1))})
+    sizes = [sz for sz in sizes if sz >= k]
+
+    def branch(size):
+        def solve(alphas, betas, i):
+            values, s, est = _ritz_static(alphas, betas, i, k, size)
+            return values, jnp.zeros((m, k), s.dtype).at[:size].set(s), est
+
+        return solve
+
+    which = jnp.searchsorted(jnp.asarray(sizes), i + 1)  # the first corner with size >= i + 1
+    return jax.lax.switch(jnp.minimum(which, len(sizes) - 1), [branch(sz) for sz in sizes], alphas, betas, i)
 
 
 def _check_lanczos_args(k, num_iters, tol, d):
