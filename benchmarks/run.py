@@ -8,8 +8,9 @@ Prints a table per benchmark and ends with one line
 
     SUMMARY device=cpu slider_ms=<median ms> sweep_speedup=<x> book_exec_s=<s> ...
 
-and writes the results as JSON (default ``benchmarks/results-<device>.json``; ``--out`` to
-change), which the book's benchmark appendix plots. The same code runs unchanged on a GPU: JAX
+and writes the results as JSON: a full run to ``benchmarks/results-<device>.json``, which the book's
+benchmark appendix plots; ``--quick`` and ``--smoke`` to ``_build/benchmarks/`` (untracked), so
+a quick run never overwrites the committed results; ``--out`` to choose. The same code runs unchanged on a GPU: JAX
 picks the device (``jax.devices()``), and the JSON records it. Benchmarks 1 and 4 execute the
 notebooks and need the book's toolchain (nbclient, ipykernel, ipywidgets); where it is missing, as
 on a GPU machine that has only JAX and its numerical libraries (run there with
@@ -23,9 +24,11 @@ the rest.
 2. **Sweep throughput**: gradient descent on a quadratic over a grid of (eta, lam) settings, one
    ``vmap``-ed jitted call versus the loop a student writes (one call of a jitted function per
    setting); same numbers to 1e-12; then how the vmapped cost scales with grid size, steps and
-   parameter count, and the speedup over the loop as a function of the parameter count.
+   parameter count, and the speedup over the loop as a function of the parameter count (the
+   target: the vmapped sweep is never slower than the loop).
 3. **Curvature at scale**: the top Hessian eigenpairs of an MLP by Lanczos (matrix-free), against
-   dense ``eigh`` where the dense Hessian fits, for growing parameter counts.
+   dense ``eigh`` where the dense Hessian fits, for growing parameter counts (``peers.py``
+   compares the same with the field's other tools).
 4. **The whole book**: wall time to execute each notebook (nbclient, as the book build does).
 """
 
@@ -294,12 +297,20 @@ SUITES = {
 }
 
 
+def default_out(suite: str, platform_name: str) -> pathlib.Path:
+    """Where a run writes: the committed file for the full suite, an untracked one otherwise."""
+    if suite == "full":
+        return HERE / f"results-{platform_name}.json"
+    return ROOT / "_build" / "benchmarks" / f"results-{platform_name}-{suite}.json"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="dyncore benchmarks")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help="reduced suite, < 5 min on 2 CPU cores")
     mode.add_argument("--smoke", action="store_true", help="toy sizes, seconds (no notebooks)")
-    parser.add_argument("--out", help="JSON output (default benchmarks/results-<platform>.json)")
+    parser.add_argument("--out", help="JSON output (default: benchmarks/results-<platform>.json for the full "
+                                      "suite, _build/benchmarks/ for --quick and --smoke)")
     parser.add_argument("--skip-book", action="store_true", help="skip benchmarks 1 and 4")
     parser.add_argument("--headline-sweep", help=argparse.SUPPRESS)  # internal: one sweep, as JSON
     args = parser.parse_args(argv)
@@ -358,7 +369,8 @@ def main(argv: list[str] | None = None) -> int:
     summary.update(lanczos_params=big["params"], lanczos_s=round(big["lanczos_s"], 3),
                    total_s=round(results["total_s"], 1))
     results["summary"] = summary
-    out = pathlib.Path(args.out) if args.out else HERE / f"results-{device['platform']}.json"
+    out = pathlib.Path(args.out) if args.out else default_out(suite_name, device["platform"])
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1) + "\n")
     print(f"results: {out}")
     print("SUMMARY " + " ".join(f"{k}={v}" for k, v in summary.items()), flush=True)

@@ -2,11 +2,14 @@
 
 import importlib.util
 import json
+import math
 import os
 import pathlib
 import re
 import subprocess
 import sys
+
+import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -94,3 +97,73 @@ def test_the_appendix_shows_a_device_whose_run_skipped_the_notebooks(tmp_path):
     assert "no slider or notebook timings on this device: nbclient is not installed" in result.stdout
     assert "cpu: whole book" in result.stdout and "gpu: whole book" not in result.stdout
     assert "gpu: 256 settings x 1000 steps" in result.stdout  # its sweep is shown
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(f"benchmarks_{name}", ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _git_status() -> str:
+    return subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=ROOT, capture_output=True,
+                          text=True, check=True).stdout
+
+
+@pytest.mark.parametrize("script", ["run", "peers"])
+def test_only_a_full_run_writes_the_tracked_results(script):
+    module = _load(script)
+    full = module.default_out("full", "cpu")
+    assert full.parent == ROOT / "benchmarks"
+    for suite in ("quick", "smoke"):
+        path = module.default_out(suite, "cpu")
+        ignored = subprocess.run(["git", "check-ignore", "-q", str(path)], cwd=ROOT).returncode == 0
+        assert ignored and path != full, f"{script} --{suite} would write {path}, which git tracks"
+
+
+def test_a_quick_run_leaves_git_status_clean(monkeypatch):
+    run = _load("run")
+    monkeypatch.setitem(run.SUITES, "quick", run.SUITES["smoke"])  # the quick path, at toy size
+    before = _git_status()
+    assert run.main(["--quick", "--skip-book"]) == 0
+    assert _git_status() == before
+    assert run.default_out("quick", "cpu").exists()
+
+
+def test_peers_smoke_run_reaches_the_accuracy_and_names_what_it_skipped(tmp_path):
+    out = tmp_path / "peers.json"
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "peers.py"), "--smoke", "--out", str(out)]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    last = result.stdout.strip().splitlines()[-1]
+    assert last.startswith("PEERS d=")
+    data = json.loads(out.read_text())
+    peers = _load("peers")
+    assert set(data["skipped"]) | {r["tool"] for r in data["rows"]} == set(peers.TOOLS)
+    assert all(why for why in data["skipped"].values())
+    for row in data["rows"]:  # every tool that ran delivered the k pairs at the asked accuracy, or says why not
+        assert row["passed"] or row["why"], row
+        if row["passed"]:
+            assert row["max_residual"] <= data["tol"] and row["hvps"] >= row["k"]
+    assert all(r["passed"] for r in data["rows"] if r["tool"] == "dyncore")
+    for summary in data["summary"]:
+        assert f"d={summary['params']} k={summary['k']}: dyncore" in last
+    for tr in data["tracking"]:  # the observer's residual estimates meet the tolerance it was given
+        assert tr["max_residual"] <= data["tol"] * 1.01 and tr["hvps_per_step"] >= tr["k"]
+
+
+def test_committed_peer_results_cover_the_issue_grid():
+    data = json.loads((ROOT / "benchmarks" / "peers-cpu.json").read_text())
+    assert data["suite"] == "full"
+    sizes = sorted({r["params"] for r in data["rows"]})
+    assert [round(math.log10(d)) for d in sizes] == [4, 5, 6]
+    assert sorted({r["k"] for r in data["rows"]}) == [1, 5, 20]
+    for row in data["rows"]:
+        if row["passed"]:
+            assert row["max_residual"] <= data["tol"]
+    for check in data["checks"]:  # the PyTorch copy computed the same loss and products
+        assert check["loss_rel_diff"] < 1e-5 and check["hvp_rel_diff"] < 1e-4
+    peers = _load("peers")
+    assert peers.summarise(data["rows"]) == data["summary"]  # the table is the rows' own summary
+    assert {(t["params"], t["k"]) for t in data["tracking"]} == {(d, k) for d in sizes for k in (1, 20)}

@@ -238,9 +238,8 @@ def lanczos(
         # one classical Gram-Schmidt pass against the basis vectors 0..i, block by block
         def one_block(b, w):
             rows = jax.lax.dynamic_index_in_dim(basis, b, keepdims=False)
-            live = (b * _BLOCK + jnp.arange(_BLOCK) <= i)[:, None]
-            rows = jnp.where(live, rows, 0.0)
-            return w - rows.T @ (rows @ w)
+            live = b * _BLOCK + jnp.arange(_BLOCK) <= i
+            return w - rows.T @ jnp.where(live, rows @ w, 0.0)
 
         return jax.lax.fori_loop(0, i // _BLOCK + 1, one_block, w)
 
@@ -294,7 +293,14 @@ def lanczos(
     carry = (jnp.asarray(0), basis, zeros, zeros, jnp.asarray(False), jnp.asarray(k - 1))
     n, basis, alphas, betas, _, _ = jax.lax.while_loop(cond, body, carry)
     values, s, estimates = _ritz(alphas, betas, n - 1, k)
-    vectors = basis.reshape(-1, d)[:m].T @ s
+    # Ritz vectors from the n basis vectors built (not the whole budget), block by block
+    s = jnp.pad(s, ((0, n_blocks * _BLOCK - m), (0, 0))).reshape(n_blocks, _BLOCK, k)
+
+    def add_block(b, acc):
+        rows = jax.lax.dynamic_index_in_dim(basis, b, keepdims=False)
+        return acc + rows.T @ jax.lax.dynamic_index_in_dim(s, b, keepdims=False)
+
+    vectors = jax.lax.fori_loop(0, (n - 1) // _BLOCK + 1, add_block, jnp.zeros((d, k), dt))
     vectors = vectors / jnp.linalg.norm(vectors, axis=0, keepdims=True)
     return Eigenpairs(values, vectors, estimates, n)
 
