@@ -91,12 +91,15 @@ def test_the_appendix_shows_a_device_whose_run_skipped_the_notebooks(tmp_path):
                book_skipped="nbclient is not installed")
     for name, data in (("cpu", cpu), ("gpu", gpu)):
         (bench / f"results-{name}.json").write_text(json.dumps(data))
+    (bench / "peers-cpu.json").write_text((ROOT / "benchmarks" / "peers-cpu.json").read_text())
     result = subprocess.run([sys.executable, "-c", _appendix_code()], cwd=tmp_path / "book", capture_output=True,
                             text=True, timeout=300, env={**os.environ, "MPLBACKEND": "Agg"})
     assert result.returncode == 0, result.stderr[-3000:]
     assert "no slider or notebook timings on this device: nbclient is not installed" in result.stdout
     assert "cpu: whole book" in result.stdout and "gpu: whole book" not in result.stdout
     assert "gpu: 256 settings x 1000 steps" in result.stdout  # its sweep is shown
+    assert "dyncore at least as fast as the fastest peer in" in result.stdout  # the peers' table
+    assert "a tracked step costs" in result.stdout
 
 
 def _load(name: str):

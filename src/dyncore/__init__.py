@@ -68,7 +68,7 @@ from .problems import (
 from .runner import DivergenceError, Observer, Trajectory, run, run_chains
 from .validation import check_hparams
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 __all__ = [
     # theory namespaces

@@ -205,6 +205,10 @@ def lanczos(
     Ritz pair has :math:`|\\beta_i s_{ij}| \\le` ``tol`` :math:`|\\mu_j|` (Lanczos' own residual
     estimate, free; tested at iterations spaced by a sixteenth of the iteration count).
 
+    The loops have data-dependent lengths, so the result can be ``jit``-ed and ``vmap``-ped but
+    not differentiated in reverse mode; for the gradient of an eigenvalue use
+    :math:`\\partial\\mu = u^\\top (\\partial H) u` with the returned vector held fixed.
+
     Args:
       matvec: ``v -> A v`` on vectors of shape ``(d,)``.
       v0: start vector ``(d,)`` (normalised here).
