@@ -153,7 +153,7 @@ def _ritz(alphas: jax.Array, betas: jax.Array, i: jax.Array, k: int):
     """The ``k`` largest Ritz pairs of the leading ``(i+1) x (i+1)`` block of the Lanczos matrix.
 
     The tridiagonal matrix has a static size ``m``. It is solved in the smallest corner of size
-    ``16 * 2**j`` (or ``m``) that holds the block, picked by ``lax.switch``, so a test at
+    ``16 * 2**(j/2)`` (or ``m``) that holds the block, picked by ``lax.switch``, so a test at
     iteration ``i`` costs :math:`O(i^3)`, not :math:`O(m^3)`; rows of the corner beyond ``i`` are
     decoupled and their diagonal is set below the block's Gershgorin bound, so that the
     ``k <= i + 1`` largest eigenvalues are the block's. Returns the values, the ``(m, k)``
@@ -161,7 +161,7 @@ def _ritz(alphas: jax.Array, betas: jax.Array, i: jax.Array, k: int):
     norms in exact arithmetic).
     """
     m = alphas.shape[0]
-    sizes = sorted({min(m, 16 * 2**j) for j in range(max(1, math.ceil(math.log2(max(m, 16) / 16)) + 1))})
+    sizes = sorted({min(m, int(16 * 2 ** (j / 2))) for j in range(2 * max(1, math.ceil(math.log2(max(m, 16) / 16))) + 1)})
     sizes = [sz for sz in sizes if sz >= k]
 
     def branch(size):
