@@ -423,9 +423,9 @@ def eos_observer(loss: Loss, *, eta, k: int = 1, lam=0.0, tol: float = 1e-3, num
       k: eigenpairs tracked.
       lam: weight decay.
       tol: relative residual at which Lanczos stops (``0 < tol < 1``).
-      num_iters: most products per iterate after the first (default ``max(40, 5 k)``); where it
-        is reached before ``tol``, ``residuals`` shows the accuracy obtained.
-      cold_iters: most products at the first iterate (default ``max(100, 10 k)``).
+      num_iters: most products per iterate after the first (default ``max(40, 10 k)``); where
+        it is reached before ``tol``, ``residuals`` shows the accuracy obtained.
+      cold_iters: most products at the first iterate (default ``max(100, 15 k)``).
       key: PRNG key of the cold start (default ``PRNGKey(0)``).
 
     Returns:
@@ -448,8 +448,8 @@ def eos_observer(loss: Loss, *, eta, k: int = 1, lam=0.0, tol: float = 1e-3, num
     """
     check_hparams(eta=eta, lam=lam)
     k = check_positive_int("k", k)
-    num_iters = check_positive_int("num_iters", max(40, 5 * k) if num_iters is None else num_iters)
-    cold_iters = check_positive_int("cold_iters", max(100, 10 * k) if cold_iters is None else cold_iters)
+    num_iters = check_positive_int("num_iters", max(40, 10 * k) if num_iters is None else num_iters)
+    cold_iters = check_positive_int("cold_iters", max(100, 15 * k) if cold_iters is None else cold_iters)
     if not (isinstance(tol, (int, float)) and 0 < tol < 1):
         raise ValueError(f"tol must be in (0, 1), got {tol!r}")
     loss_lam = with_decay(loss, lam)
