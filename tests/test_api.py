@@ -209,3 +209,13 @@ def test_exactly_one_rk4_stepper():
         body = ast.get_source_segment(integration, next(
             n for n in ast.walk(ast.parse(integration)) if isinstance(n, ast.FunctionDef) and n.name == fn))
         assert "rk4_step(" in body, f"{q} must step with rk4_step"
+
+
+def test_sources_hold_no_control_characters():
+    """A lost backslash in a docstring (``\\t`` of ``\\theta``, ``\\a`` of ``\\alpha``) becomes a control
+    character that breaks the API page's mathematics; none may be in the library or the scripts."""
+    root = pathlib.Path(__file__).resolve().parents[1]
+    files = sorted((root / "src" / "dyncore").glob("*.py")) + sorted((root / "benchmarks").glob("*.py"))
+    bad = {f.name: sorted({hex(ord(c)) for c in f.read_text() if ord(c) < 32 and c not in "\n"})
+           for f in files}
+    assert not {k: v for k, v in bad.items() if v}

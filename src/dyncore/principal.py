@@ -409,7 +409,7 @@ def eos_observer(loss: Loss, *, eta, k: int = 1, lam=0.0, tol: float = 1e-3, num
 
     An :class:`dyncore.runner.Observer` for :func:`dyncore.runner.run`: at every iterate it runs
     Lanczos (:func:`dyncore.curvature.lanczos`, stopping at relative residual ``tol``) on the
-    Hessian of :math:`L_\lambda = L + 	frac\lambda2\|	heta\|^2`, **warm-started** from the sum of
+    Hessian of :math:`L_\lambda = L + \tfrac\lambda2\|\theta\|^2`, **warm-started** from the sum of
     the previous iterate's ``k`` eigenvectors, and evaluates the PF's loss rate
     (:class:`EoSDiagnostics`). The gradient is linearised once per iterate, which gives the
     gradient the PF needs and the forward pass that every product reuses; everything is compiled
@@ -419,7 +419,7 @@ def eos_observer(loss: Loss, *, eta, k: int = 1, lam=0.0, tol: float = 1e-3, num
 
     Args:
       loss: scalar loss (without weight decay; pass ``lam``).
-      eta: learning rate of the run (for :math:`lpha_{PF}(\eta\mu)`).
+      eta: learning rate of the run (for :math:`\alpha_{PF}(\eta\mu)`).
       k: eigenpairs tracked.
       lam: weight decay.
       tol: relative residual at which Lanczos stops (``0 < tol < 1``).
